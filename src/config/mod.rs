@@ -1,0 +1,235 @@
+//! Configuration: typed settings with defaults, layered sources, and validation that names the key.
+//!
+//! Sources, lowest first: built-in defaults < `~/.config/aurora/config.toml` <
+//! `<root>/.aurora/config.toml`. Layers merge key by key; a problem in one key never discards the
+//! rest: the key falls back to the lower layer and a [`Problem`] says why.
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use validate::Problem;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Config {
+    pub indexing: IndexingConfig,
+    pub memory: MemoryConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IndexingConfig {
+    pub max_file_size_kb: u64,
+    pub max_files: u64,
+    pub include_hidden: bool,
+    pub follow_symlinks: bool,
+    pub default_excludes: bool,
+    /// gitignore-syntax patterns relative to the root, applied after every ignore file.
+    pub exclude: Vec<String>,
+    pub skip_generated: bool,
+    pub invalid_utf8: InvalidUtf8,
+    pub parse_timeout_ms: u64,
+    pub max_nesting: u16,
+    /// `false` only for the docstring evaluation (spec/memory.md §8.4).
+    pub index_docstrings: bool,
+}
+
+impl Default for IndexingConfig {
+    fn default() -> Self {
+        IndexingConfig {
+            max_file_size_kb: 1024,
+            max_files: 100_000,
+            include_hidden: false,
+            follow_symlinks: false,
+            default_excludes: true,
+            exclude: Vec::new(),
+            skip_generated: true,
+            invalid_utf8: InvalidUtf8::Lossy,
+            parse_timeout_ms: 5000,
+            max_nesting: 32,
+            index_docstrings: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InvalidUtf8 {
+    /// Decode with U+FFFD replacements, index, and flag the file `lossy`.
+    Lossy,
+    /// Skip the file with reason `invalid_utf8`.
+    Skip,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MemoryConfig {
+    pub tokenizer: TokenizerConfig,
+    pub activation: ActivationConfig,
+    pub retrieval: RetrievalConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TokenizerConfig {
+    pub stemming: Stemming,
+}
+
+impl Default for TokenizerConfig {
+    fn default() -> Self {
+        TokenizerConfig { stemming: Stemming::English }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Stemming {
+    English,
+    None,
+}
+
+/// ACT-R parameters (spec/memory.md §5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ActivationConfig {
+    pub decay: f64,
+    pub no_history: f64,
+    pub threshold: f64,
+    pub noise: f64,
+    pub spread_factor: f64,
+    pub max_hops: u32,
+    pub context_boost: f64,
+    pub decay_penalty: f64,
+    pub max_history: u32,
+    pub record_edits: bool,
+}
+
+impl Default for ActivationConfig {
+    fn default() -> Self {
+        ActivationConfig {
+            decay: 0.5,
+            no_history: -10.0,
+            threshold: -5.0,
+            noise: 1.0,
+            spread_factor: 0.7,
+            max_hops: 3,
+            context_boost: 0.5,
+            decay_penalty: 0.5,
+            max_history: 50,
+            record_edits: true,
+        }
+    }
+}
+
+/// Hybrid ranking parameters (spec/memory.md §6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RetrievalConfig {
+    pub limit: usize,
+    pub fts_top_n: usize,
+    pub prune_df: f64,
+    /// 0 = no cap.
+    pub max_per_file: usize,
+    pub column_weights: ColumnWeights,
+    pub weights_no_embeddings: ScoreWeights,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        RetrievalConfig {
+            limit: 10,
+            fts_top_n: 100,
+            prune_df: 0.05,
+            max_per_file: 2,
+            column_weights: ColumnWeights::default(),
+            weights_no_embeddings: ScoreWeights::default(),
+        }
+    }
+}
+
+/// `bm25()` weights of the FTS columns, applied at query time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ColumnWeights {
+    pub name: f64,
+    pub path: f64,
+    pub signature: f64,
+    pub doc: f64,
+    pub body: f64,
+    pub text: f64,
+}
+
+impl Default for ColumnWeights {
+    fn default() -> Self {
+        ColumnWeights { name: 10.0, path: 2.0, signature: 3.0, doc: 2.0, body: 1.0, text: 0.5 }
+    }
+}
+
+/// Weights of the ranking features; renormalised to sum 1 on load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ScoreWeights {
+    pub bm25: f64,
+    pub activation: f64,
+}
+
+impl Default for ScoreWeights {
+    fn default() -> Self {
+        ScoreWeights { bm25: 0.6, activation: 0.4 }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+}
+
+/// A loaded configuration and the problems found on the way (each already resolved by falling
+/// back to a lower layer).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub config: Config,
+    pub problems: Vec<Problem>,
+}
+
+impl Config {
+    /// Defaults < user file (`$XDG_CONFIG_HOME/aurora/config.toml`) < `<root>/.aurora/config.toml`.
+    pub fn load(root: Option<&Path>) -> Result<Loaded, ConfigError> {
+        let mut layers = Vec::new();
+        if let Some(user) = user_config_path() {
+            layers.push(user);
+        }
+        if let Some(root) = root {
+            layers.push(root.join(".aurora").join("config.toml"));
+        }
+        let mut builder = validate::Builder::new();
+        for path in layers {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => builder.add_toml(&path.display().to_string(), &text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ConfigError::Read { path, source }),
+            }
+        }
+        Ok(builder.finish())
+    }
+
+    /// Builds a configuration from TOML text alone, over the defaults (tests, `--config`).
+    pub fn from_toml(source: &str, text: &str) -> Loaded {
+        let mut builder = validate::Builder::new();
+        builder.add_toml(source, text);
+        builder.finish()
+    }
+}
+
+fn user_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("aurora").join("config.toml"))
+}

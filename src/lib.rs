@@ -1,0 +1,16 @@
+//! Aurora: code memory for the editor. Indexes a workspace into chunks (tree-sitter), stores them in
+//! SQLite, and ranks them with BM25 plus ACT-R activation. See `DESIGN.md` for the architecture.
+//!
+//! Layers reach downward only: `cli` → `memory` → `store`; `index` → `store`; `workspace` feeds
+//! `index`. `config` is read by everyone and depends on nothing. Positions inside the library are
+//! byte offsets and 0-based lines; only `cli` prints 1-based lines.
+
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
+
+pub mod cli;
+pub mod config;
+pub mod index;
+pub mod logging;
+pub mod memory;
+pub mod store;
+pub mod workspace;

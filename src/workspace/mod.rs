@@ -1,0 +1,3 @@
+//! The workspace on disk: walking it under ignore rules and limits.
+
+pub mod walk;

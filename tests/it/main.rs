@@ -1,0 +1,7 @@
+//! Integration tests: real SQLite files in temp dirs, the real binary where a process matters.
+
+mod cli;
+mod index;
+mod scripts;
+mod search;
+mod support;
