@@ -458,7 +458,9 @@ fn path_document(tokenizer: &Tokenizer, path: &str) -> String {
 /// The FTS document of a chunk (spec/memory.md §3.6); tokenising happens here, on the worker.
 pub fn fts_document(tokenizer: &Tokenizer, chunk: Chunk, path_doc: &str, opts: &python::ChunkOptions) -> ChunkWrite {
     let mut fts = FtsDoc { path: path_doc.to_owned(), ..FtsDoc::default() };
-    tokenizer.push_document(&chunk.qualified_name, &mut fts.name);
+    // A module's dotted name repeats its path, which has its own column: the name alone here.
+    let name = if chunk.kind == crate::index::chunk::ChunkKind::Module { &chunk.name } else { &chunk.qualified_name };
+    tokenizer.push_document(name, &mut fts.name);
     if let Some(sig) = &chunk.signature {
         tokenizer.push_document(sig, &mut fts.signature);
     }

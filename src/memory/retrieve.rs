@@ -21,12 +21,16 @@ const STOPWORDS: &[&str] = &[
     "or", "other", "our", "should", "so", "some", "such", "than", "that", "the", "their", "them", "then", "there",
     "these", "they", "this", "those", "through", "to", "under", "up", "use", "used", "uses", "using", "via", "was",
     "way", "we", "were", "what", "when", "where", "which", "while", "who", "why", "will", "with", "would", "you",
-    "your", "code", "function", "method", "class", "work", "works", "happen", "happens",
+    "your", "whether", "until", "over", "out", "just", "only", "not", "no", "more", "most", "own", "same", "very",
+    "here", "too", "i", "am", "code", "function", "method", "class", "work", "works", "happen", "happens",
 ];
 /// Terms shorter than 3 characters that still mean something in code.
 const SHORT_TERMS: &[&str] = &["id", "db", "io", "os", "ui", "ip", "fs", "re", "ok", "pk"];
 /// At most this many chunks may carry a plain word's name for it to count as a symbol match.
 const PLAIN_SYMBOL_MAX: usize = 3;
+/// A plain query word naming a symbol is taken as that symbol when at most this share of chunks
+/// hold it (its document frequency).
+const RARE_WORD_DF: f64 = 0.002;
 const SYMBOL_LIMIT: usize = 20;
 const CONTEXT_LIMIT: usize = 20;
 const RECENT_LIMIT: usize = 20;
@@ -187,12 +191,17 @@ impl Retriever {
         let mut terms = QueryTerms::default();
         let mut candidates: Vec<(String, u64)> = Vec::new();
         let mut seen = HashSet::new();
-        for tok in self.tokenizer.tokens(query) {
+        let mut tokens = Vec::new();
+        // Stopwords are tested before stemming: "does" must not survive as "doe".
+        self.tokenizer.each_token_raw(query, |raw, tok| {
+            let short = raw.chars().count() < 3 && !SHORT_TERMS.contains(&raw);
+            tokens.push((tok.to_owned(), STOPWORDS.contains(&raw) || short));
+        });
+        for (tok, drop) in tokens {
             if !seen.insert(tok.clone()) {
                 continue;
             }
-            let short = tok.chars().count() < 3 && !SHORT_TERMS.contains(&tok.as_str());
-            if STOPWORDS.contains(&tok.as_str()) || short {
+            if drop {
                 terms.dropped.push(tok);
                 continue;
             }
@@ -228,7 +237,7 @@ impl Retriever {
 
         // a. FTS over the kept terms.
         if !terms.kept.is_empty() {
-            let expr = terms.kept.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR ");
+            let expr = match_expression(&terms);
             let cw = &self.cfg.retrieval.column_weights;
             let weights = [cw.name, cw.path, cw.signature, cw.doc, cw.body, cw.text];
             for (id, bm25) in read::fts_candidates(&self.conn, &expr, weights, &filter, self.cfg.retrieval.fts_top_n)? {
@@ -237,11 +246,15 @@ impl Retriever {
                 c.bm25 = Some(-bm25);
             }
         }
-        // b. Exact symbol names.
-        for id in self.symbol_matches(req.query, &filter)? {
-            let c = cands.entry(id).or_default();
-            c.channels.push(Channel::Symbol);
-            c.symbol = true;
+        // b. Exact symbol names. Identifier-shaped words count as a full lexical match; a plain
+        // word naming a rare symbol only brings the chunk in as a candidate.
+        let (exact, plain) = self.symbol_matches(req.query, &filter)?;
+        for (ids, exact) in [(exact, true), (plain, false)] {
+            for id in ids {
+                let c = cands.entry(id).or_default();
+                c.channels.push(Channel::Symbol);
+                c.symbol |= exact;
+            }
         }
         // c. The editor context.
         let mut sources = Vec::new();
@@ -343,22 +356,16 @@ impl Retriever {
     /// Query terms found in a chunk's name, signature, docstring or body.
     fn matched_terms(&self, row: &ChunkRow, content: Option<&str>, query: &HashSet<&str>) -> Vec<String> {
         let mut found = HashSet::new();
-        let mut visit = |text: &str| {
+        let texts = [Some(row.qualified_name.as_str()), row.signature.as_deref(), row.docstring.as_deref(), content];
+        for text in texts.into_iter().flatten() {
+            if found.len() == query.len() {
+                break; // every term is already matched: the rest cannot add any
+            }
             self.tokenizer.each_token(text, |t| {
-                if query.contains(t) {
+                if query.contains(t) && !found.contains(t) {
                     found.insert(t.to_owned());
                 }
-            })
-        };
-        visit(&row.qualified_name);
-        if let Some(s) = &row.signature {
-            visit(s);
-        }
-        if let Some(d) = &row.docstring {
-            visit(d);
-        }
-        if let Some(c) = content {
-            visit(c);
+            });
         }
         let mut out: Vec<String> = found.into_iter().collect();
         out.sort();
@@ -378,9 +385,23 @@ impl Retriever {
         Ok(kind_ok && path_ok)
     }
 
-    /// Channel b: identifier-shaped query words matched against names exactly.
-    fn symbol_matches(&self, query: &str, filter: &Filter<'_>) -> Result<Vec<ChunkId>, StoreError> {
+    /// Channel b: identifier-shaped query words matched against names exactly, and plain words
+    /// that name at most three chunks.
+    fn symbol_matches(&mut self, query: &str, filter: &Filter<'_>) -> Result<(Vec<ChunkId>, Vec<ChunkId>), StoreError> {
+        let total = self.chunk_total.unwrap_or(0).max(1) as f64;
+        let mut rare_words = HashSet::new();
+        for word in identifier_words(query) {
+            let lower = word.trim_matches(|c| c == '`' || c == '"' || c == '\'').to_lowercase();
+            let mut rare = true;
+            for tok in self.tokenizer.tokens(&lower) {
+                rare &= self.df(&tok)? as f64 / total <= RARE_WORD_DF;
+            }
+            if rare {
+                rare_words.insert(lower);
+            }
+        }
         let mut out = Vec::new();
+        let mut plain = Vec::new();
         for word in identifier_words(query) {
             let quoted = word.starts_with(['`', '"', '\'']);
             let word = word.trim_matches(|c| c == '`' || c == '"' || c == '\'');
@@ -402,14 +423,19 @@ impl Retriever {
             } else if word.chars().count() >= 4 && !STOPWORDS.contains(&word.to_lowercase().as_str()) {
                 let named = read::chunks_named(&self.conn, word, false, filter, PLAIN_SYMBOL_MAX + 1)?;
                 if named.len() <= PLAIN_SYMBOL_MAX {
-                    out.extend(named);
+                    // A word that is rare in the index and names a rare symbol (`slugify`) is meant as
+                    // that symbol; a common word that happens to name one (`data`) only adds a candidate.
+                    if rare_words.contains(&word.to_lowercase()) { out.extend(named) } else { plain.extend(named) }
                 }
             }
         }
-        out.sort();
-        out.dedup();
-        out.truncate(SYMBOL_LIMIT);
-        Ok(out)
+        for list in [&mut out, &mut plain] {
+            list.sort();
+            list.dedup();
+            list.truncate(SYMBOL_LIMIT);
+        }
+        plain.retain(|id| !out.contains(id));
+        Ok((out, plain))
     }
 
     /// The chunks at the cursor or selection (innermost first), and others of the file nearest it.
@@ -443,6 +469,20 @@ impl Retriever {
     }
 }
 
+/// The MATCH expression: the kept terms joined with OR, plus — when two or more common terms were
+/// pruned — those terms joined with AND. Rows holding every common word of the question still
+/// come in, while FTS5 only scores the (small) intersection of their long posting lists; every
+/// phrase of the expression counts in `bm25()` of every matched row.
+fn match_expression(terms: &QueryTerms) -> String {
+    let quote = |t: &String| format!("\"{t}\"");
+    let mut expr = terms.kept.iter().map(quote).collect::<Vec<_>>().join(" OR ");
+    if terms.pruned.len() >= 2 {
+        let all = terms.pruned.iter().map(quote).collect::<Vec<_>>().join(" AND ");
+        expr = format!("{expr} OR ({all})");
+    }
+    expr
+}
+
 /// Words of a query as written, with `.` kept inside dotted names and quotes attached.
 fn identifier_words(query: &str) -> Vec<String> {
     query
@@ -453,12 +493,14 @@ fn identifier_words(query: &str) -> Vec<String> {
         .collect()
 }
 
-/// Contains `_` or `.`, has an upper-case letter after its first character, or mixes letters and
+/// Contains `_` or `.`, has an upper-case letter after its first character (camelCase, not an
+/// all-capitals acronym such as `CSRF` or `POST`, which prose uses as a word), or mixes letters and
 /// digits.
 fn is_identifier_shaped(word: &str) -> bool {
     let has_alpha = word.chars().any(char::is_alphabetic);
     let has_digit = word.chars().any(|c| c.is_ascii_digit());
-    word.contains('_') || word.contains('.') || word.chars().skip(1).any(char::is_uppercase) || (has_alpha && has_digit)
+    let camel = word.chars().skip(1).any(char::is_uppercase) && word.chars().any(char::is_lowercase);
+    word.contains('_') || word.contains('.') || camel || (has_alpha && has_digit)
 }
 
 /// Spreading activation (§5.4) from `sources` over call, import and inheritance edges in both
@@ -553,6 +595,8 @@ fn shape(mut hits: Vec<Hit>, limit: usize, max_per_file: usize) -> Vec<Hit> {
         b.score
             .total_cmp(&a.score)
             .then(b.breakdown.lexical.total_cmp(&a.breakdown.lexical))
+            // Among equal scores (several exact symbol matches), the stronger text match first.
+            .then(b.breakdown.bm25_raw.unwrap_or(0.0).total_cmp(&a.breakdown.bm25_raw.unwrap_or(0.0)))
             .then_with(|| a.chunk.file.cmp(&b.chunk.file))
             .then(a.chunk.start_byte.cmp(&b.chunk.start_byte))
             .then(a.chunk.id.cmp(&b.chunk.id))
@@ -615,7 +659,7 @@ mod tests {
         for w in ["get_user", "HTTPServer", "os.path", "sha256", "getUser"] {
             assert!(is_identifier_shaped(w), "{w}");
         }
-        for w in ["paginator", "Paginator", "user"] {
+        for w in ["paginator", "Paginator", "user", "CSRF", "POST"] {
             assert!(!is_identifier_shaped(w), "{w}");
         }
         assert_eq!(

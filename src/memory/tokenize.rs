@@ -12,6 +12,14 @@ pub const TOKENIZER_VERSION: u32 = 1;
 /// Words longer than this emit their parts but not the whole word (hashes, base64 blobs).
 const MAX_WHOLE_WORD: usize = 64;
 
+/// Identifiers repeat endlessly (`self`, `value`, `request`), and stemming is the costly step:
+/// each thread remembers the stems it has computed (English is the only stemmer, so one cache).
+const STEM_CACHE_MAX: usize = 50_000;
+
+thread_local! {
+    static STEMS: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+}
+
 pub struct Tokenizer {
     stemmer: Option<Stemmer>,
 }
@@ -50,16 +58,30 @@ impl Tokenizer {
 
     /// Calls `emit` with each token of `text`, in order.
     pub fn each_token(&self, text: &str, mut emit: impl FnMut(&str)) {
+        self.each_token_raw(text, |_, token| emit(token));
+    }
+
+    /// Calls `emit(unstemmed, token)` with each token of `text`: the lower-cased part before
+    /// stemming (to test it against a word list) and the token itself.
+    pub fn each_token_raw(&self, text: &str, mut emit: impl FnMut(&str, &str)) {
         let mut buf = String::new();
+        let mut ranges = Vec::new();
         for word in words(text) {
-            self.word_tokens(word, &mut buf, &mut emit);
+            self.word_tokens(word, &mut buf, &mut ranges, &mut emit);
         }
     }
 
-    fn word_tokens(&self, word: &str, buf: &mut String, emit: &mut impl FnMut(&str)) {
+    fn word_tokens(
+        &self,
+        word: &str,
+        buf: &mut String,
+        ranges: &mut Vec<(usize, usize)>,
+        emit: &mut impl FnMut(&str, &str),
+    ) {
         let mut parts = 0usize;
         let mut first_part: Option<(usize, usize)> = None;
-        for (start, end) in parts_of(word) {
+        parts_of(word, ranges);
+        for &(start, end) in ranges.iter() {
             parts += 1;
             first_part.get_or_insert((start, end));
             let part = &word[start..end];
@@ -70,17 +92,28 @@ impl Tokenizer {
             lowercase_into(part, buf);
             match &self.stemmer {
                 Some(stemmer) if buf.chars().count() >= 4 && buf.chars().all(char::is_alphabetic) => {
-                    let stem = stemmer.stem(buf);
-                    emit(&stem);
+                    STEMS.with(|cache| {
+                        let mut cache = cache.borrow_mut();
+                        if let Some(stem) = cache.get(buf.as_str()) {
+                            emit(buf, stem);
+                        } else {
+                            let stem = stemmer.stem(buf).into_owned();
+                            emit(buf, &stem);
+                            if cache.len() >= STEM_CACHE_MAX {
+                                cache.clear();
+                            }
+                            cache.insert(buf.clone(), stem);
+                        }
+                    });
                 }
-                _ => emit(buf),
+                _ => emit(buf, buf),
             }
         }
         let trimmed_is_part = first_part.is_some_and(|(s, e)| word[s..e].len() == word.len());
         if (parts > 1 || (parts == 1 && !trimmed_is_part)) && word.chars().count() <= MAX_WHOLE_WORD {
             buf.clear();
             lowercase_into(word, buf);
-            emit(buf);
+            emit(buf, buf);
         }
     }
 }
@@ -124,29 +157,28 @@ fn class(c: char) -> Class {
 }
 
 /// Byte ranges of the parts of `word` (rule 2): split on `_`, lower→upper, upper→upper+lower, and
-/// letter↔digit boundaries.
-fn parts_of(word: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
+/// letter↔digit boundaries. Written into `out` (cleared first) to spare an allocation per word.
+fn parts_of(word: &str, out: &mut Vec<(usize, usize)>) {
+    out.clear();
     for (seg_start, seg) in split_underscores(word) {
-        let chars: Vec<(usize, char)> = seg.char_indices().collect();
+        let mut chars = seg.char_indices().map(|(i, c)| (i, class(c))).peekable();
+        let Some((_, mut prev)) = chars.next() else { continue };
         let mut start = 0usize;
-        for i in 1..chars.len() {
-            let (prev, cur) = (class(chars[i - 1].1), class(chars[i].1));
-            let next = chars.get(i + 1).map(|c| class(c.1));
+        while let Some((i, cur)) = chars.next() {
             let boundary = match (prev, cur) {
                 (Class::Lower, Class::Upper) => true,
-                (Class::Upper, Class::Upper) => next == Some(Class::Lower),
+                (Class::Upper, Class::Upper) => chars.peek().is_some_and(|(_, next)| *next == Class::Lower),
                 (Class::Digit, Class::Lower | Class::Upper) | (Class::Lower | Class::Upper, Class::Digit) => true,
                 _ => false,
             };
             if boundary {
-                out.push((seg_start + chars[start].0, seg_start + chars[i].0));
+                out.push((seg_start + start, seg_start + i));
                 start = i;
             }
+            prev = cur;
         }
-        out.push((seg_start + chars[start].0, seg_start + seg.len()));
+        out.push((seg_start + start, seg_start + seg.len()));
     }
-    out
 }
 
 fn split_underscores(word: &str) -> impl Iterator<Item = (usize, &str)> {

@@ -281,7 +281,7 @@ pub fn accessed_since(
 ) -> Result<Vec<ChunkId>, StoreError> {
     let marks: Vec<String> = (0..kinds.len()).map(|i| format!("?{}", i + 3)).collect();
     let sql = format!(
-        "SELECT l.chunk_id FROM access_log l JOIN chunks c ON c.id = l.chunk_id WHERE l.at >= ?1 AND l.kind IN ({}) \
+        "SELECT l.chunk_id FROM access_log l CROSS JOIN chunks c ON c.id = l.chunk_id WHERE l.at >= ?1 AND l.kind IN ({}) \
          GROUP BY l.chunk_id ORDER BY max(l.at) DESC LIMIT ?2",
         marks.join(", ")
     );
@@ -295,7 +295,7 @@ pub fn accessed_since(
 /// Existing chunks with any access history, most recently used first.
 pub fn recently_used(conn: &Connection, limit: usize) -> Result<Vec<ChunkId>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT s.chunk_id FROM access_stats s JOIN chunks c ON c.id = s.chunk_id ORDER BY s.last_at DESC LIMIT ?1",
+        "SELECT s.chunk_id FROM access_stats s CROSS JOIN chunks c ON c.id = s.chunk_id ORDER BY s.last_at DESC LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit as i64], |r| Ok(ChunkId(r.get(0)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -24,6 +24,8 @@ const BATCH_MAX_AGE: Duration = Duration::from_millis(250);
 /// Queue depth of the bulk channel, in files: enough to keep the writer busy, small enough to
 /// bound memory while parsing outruns writing.
 const BULK_QUEUE: usize = 64;
+/// Bulk commits between two passive WAL checkpoints.
+const CHECKPOINT_EVERY_COMMITS: u32 = 16;
 /// Two accesses of one chunk closer than this count once (spec/memory.md §5.1).
 const ACCESS_DEDUP_MS: i64 = 60_000;
 /// Orphan access history older than this is pruned at the end of a reconcile.
@@ -241,6 +243,7 @@ struct WriterThread {
     committed_files: Arc<AtomicU64>,
     stats: WriteStats,
     batch: Option<Batch>,
+    commits_since_checkpoint: u32,
 }
 
 struct Batch {
@@ -253,7 +256,7 @@ struct Batch {
 
 impl WriterThread {
     fn new(conn: Connection, committed_files: Arc<AtomicU64>) -> WriterThread {
-        WriterThread { conn, committed_files, stats: WriteStats::default(), batch: None }
+        WriterThread { conn, committed_files, stats: WriteStats::default(), batch: None, commits_since_checkpoint: 0 }
     }
 
     fn run(mut self, bulk: &Receiver<Msg>, interactive: &Receiver<Msg>) -> WriteStats {
@@ -288,7 +291,9 @@ impl WriterThread {
                 Err(_) => {
                     if self.batch.is_some() {
                         self.commit();
-                    } else {
+                    } else if self.commits_since_checkpoint > 0 {
+                        // Idle for a second: move the WAL into the database now, outside any
+                        // keystroke's transaction.
                         self.checkpoint("PASSIVE");
                     }
                     continue;
@@ -303,7 +308,11 @@ impl WriterThread {
                             || b.started.elapsed() >= BATCH_MAX_AGE
                     }) {
                         self.commit();
-                        self.checkpoint("PASSIVE");
+                        // A checkpoint writes and syncs the database file: during a bulk run, one
+                        // every few batches bounds the WAL without stalling the pipeline each time.
+                        if self.commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS {
+                            self.checkpoint("PASSIVE");
+                        }
                     }
                 }
                 Err(_) => {
@@ -370,6 +379,7 @@ impl WriterThread {
                 self.stats.chunks.add(&batch.counts);
                 self.stats.id_collisions += batch.collisions;
                 self.committed_files.fetch_add(batch.files, Ordering::Relaxed);
+                self.commits_since_checkpoint += 1;
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -385,6 +395,7 @@ impl WriterThread {
     }
 
     fn checkpoint(&mut self, mode: &str) {
+        self.commits_since_checkpoint = 0;
         if let Err(e) = self.conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
             tracing::warn!("WAL checkpoint ({mode}) failed: {e}");
         }

@@ -115,3 +115,26 @@ fn editor_context_spreads_to_callees() {
     let validate = found.hits.iter().find(|h| h.chunk.qualified_name == "Paginator.validate_number").unwrap();
     assert!(validate.breakdown.spreading > 0.5, "{:?}", validate.breakdown);
 }
+
+#[test]
+fn common_terms_are_pruned_but_identifiers_never() {
+    let mut files: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("m{i}.py"), format!("def handler_{i}(request):\n    return request.user\n")))
+        .collect();
+    files.push(("special.py".into(), "def slugify_request(request):\n    return request.slug\n".into()));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let ws = Workspace::new(&refs);
+    ws.index();
+    let conn = aurora::store::open_reader(&ws.store()).unwrap();
+    let mut r = Retriever::new(conn, &ws.config.memory);
+    // "request" is in every chunk: pruned while a rarer term remains.
+    let t = r.terms("request slug").unwrap();
+    assert_eq!((t.kept.clone(), t.pruned.clone()), (vec!["slug".to_owned()], vec!["request".to_owned()]));
+    // Only common terms: the two rarest are kept.
+    let t = r.terms("request user").unwrap();
+    assert_eq!(t.kept.len(), 2, "{t:?}");
+    // The whole word of an identifier is never pruned, stopwords are dropped before stemming.
+    let t = r.terms("does slugify_request").unwrap();
+    assert!(t.kept.contains(&"slugify_request".to_owned()), "{t:?}");
+    assert!(t.dropped.contains(&"doe".to_owned()) && !t.kept.contains(&"doe".to_owned()), "{t:?}");
+}
