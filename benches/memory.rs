@@ -7,7 +7,6 @@ use std::hint::black_box;
 use std::path::Path;
 
 use aurora::config::{ActivationConfig, Config};
-use aurora::index::chunk::{ChunkId, ChunkKind};
 use aurora::index::indexer::{self, IndexRequest, Progress, fts_document, store_versions};
 use aurora::index::lang::python;
 use aurora::memory::activation::{self, History};
@@ -213,7 +212,7 @@ fn activation_bench(c: &mut Criterion) {
     });
 }
 
-/// A store of at least 10k chunks from real code: the machine's CPython standard library (top
+/// A store of about 10k chunks from real code: the machine's CPython standard library (its top
 /// level and a few packages), copied into a temp dir.
 fn search_store() -> Option<(tempfile::TempDir, usize)> {
     let out = std::process::Command::new("python3")
@@ -222,10 +221,9 @@ fn search_store() -> Option<(tempfile::TempDir, usize)> {
         .ok()?;
     let stdlib = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
     let dir = tempfile::tempdir().ok()?;
-    let mut files: Vec<_> = std::fs::read_dir(&stdlib).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    files.sort();
-    for p in files.iter().filter(|p| p.extension().is_some_and(|e| e == "py")) {
-        std::fs::copy(p, dir.path().join(p.file_name()?)).ok()?;
+    copy_py(&stdlib, dir.path(), false)?;
+    for package in ["email", "asyncio", "json", "http", "logging", "xml"] {
+        copy_py(&stdlib.join(package), &dir.path().join(package), true)?;
     }
     let root = dir.path().to_path_buf();
     let config = Config::default();
@@ -233,6 +231,20 @@ fn search_store() -> Option<(tempfile::TempDir, usize)> {
     let req = IndexRequest { root: &root, scope: &root, store: &store, config: &config, rebuild: false };
     let stats = indexer::index(&req, &Progress::default()).ok()?;
     Some((dir, stats.total_chunks as usize))
+}
+
+/// Copies the `.py` files of `from` into `to` (and of its folders, with `recursive`).
+fn copy_py(from: &Path, to: &Path, recursive: bool) -> Option<()> {
+    std::fs::create_dir_all(to).ok()?;
+    for entry in std::fs::read_dir(from).ok()?.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        if path.is_dir() && recursive {
+            copy_py(&path, &to.join(entry.file_name()), true)?;
+        } else if path.extension().is_some_and(|e| e == "py") {
+            std::fs::copy(&path, to.join(entry.file_name())).ok()?;
+        }
+    }
+    Some(())
 }
 
 const QUERIES: &[&str] = &[
@@ -264,7 +276,6 @@ fn search(c: &mut Criterion) {
             black_box(retriever.retrieve(&req).expect("search").hits.len())
         })
     });
-    let _ = (ChunkId(0), ChunkKind::Module);
 }
 
 criterion_group!(benches, chunking, store, activation_bench, search);

@@ -2,7 +2,7 @@
 //! SQLite, and ranks them with BM25 plus ACT-R activation. See `DESIGN.md` for the architecture.
 //!
 //! Layers reach downward only: `cli` → `memory` → `store`; `index` → `store`; `workspace` feeds
-//! `index`. `config` is read by everyone and depends on nothing. Positions inside the library are
+//! `index`; `llm` stands alone (it knows no chunk and no SQL). `config` is read by everyone. Positions inside the library are
 //! byte offsets and 0-based lines; only `cli` prints 1-based lines.
 
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod index;
+pub mod llm;
 pub mod logging;
 pub mod memory;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and one file per subcommand; only `output.rs` prints.
 
 mod debug;
+mod doctor;
 mod index;
 mod output;
 mod search;
@@ -33,6 +34,9 @@ enum Command {
     Search(search::Args),
     /// Show what the store holds.
     Status(status::Args),
+    /// Check the store and whether the configured LLM provider answers (model, round-trip time).
+    #[command(alias = "llm-check")]
+    Doctor(doctor::Args),
     /// Developer tools (measurement floors).
     #[command(hide = true, subcommand)]
     Debug(debug::Command),
@@ -46,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Index(args) => index::run(args, cli.db.as_deref()),
         Command::Search(args) => search::run(args, cli.db.as_deref()),
         Command::Status(args) => status::run(args, cli.db.as_deref()),
+        Command::Doctor(args) => doctor::run(args, cli.db.as_deref()),
         Command::Debug(cmd) => debug::run(cmd),
     };
     match result {

@@ -1,7 +1,7 @@
 //! Configuration: typed settings with defaults, layered sources, and validation that names the key.
 //!
 //! Sources, lowest first: built-in defaults < `~/.config/aurora/config.toml` <
-//! `<root>/.aurora/config.toml`. Layers merge key by key; a problem in one key never discards the
+//! `<root>/.aurora/config.toml`. The `llm` and `budget` sections are typed in `llm::config`. Layers merge key by key; a problem in one key never discards the
 //! rest: the key falls back to the lower layer and a [`Problem`] says why.
 
 mod validate;
@@ -18,6 +18,8 @@ pub use validate::Problem;
 pub struct Config {
     pub indexing: IndexingConfig,
     pub memory: MemoryConfig,
+    pub llm: crate::llm::config::LlmConfig,
+    pub budget: crate::llm::config::BudgetConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,15 +206,15 @@ impl Config {
     pub fn load(root: Option<&Path>) -> Result<Loaded, ConfigError> {
         let mut layers = Vec::new();
         if let Some(user) = user_config_path() {
-            layers.push(user);
+            layers.push((user, false));
         }
         if let Some(root) = root {
-            layers.push(root.join(".aurora").join("config.toml"));
+            layers.push((root.join(".aurora").join("config.toml"), true));
         }
         let mut builder = validate::Builder::new();
-        for path in layers {
+        for (path, restricted) in layers {
             match std::fs::read_to_string(&path) {
-                Ok(text) => builder.add_toml(&path.display().to_string(), &text),
+                Ok(text) => builder.add_toml(&path.display().to_string(), &text, restricted),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => return Err(ConfigError::Read { path, source }),
             }
@@ -220,10 +222,11 @@ impl Config {
         Ok(builder.finish())
     }
 
-    /// Builds a configuration from TOML text alone, over the defaults (tests, `--config`).
-    pub fn from_toml(source: &str, text: &str) -> Loaded {
+    /// Builds a configuration from TOML text alone, over the defaults. `restricted`: the text is a
+    /// folder's own file, which may not set `llm.baseUrl`, `llm.apiKeyEnv` or `llm.command`.
+    pub fn from_toml(source: &str, text: &str, restricted: bool) -> Loaded {
         let mut builder = validate::Builder::new();
-        builder.add_toml(source, text);
+        builder.add_toml(source, text, restricted);
         builder.finish()
     }
 }

@@ -28,6 +28,9 @@ pub(super) struct Builder {
     problems: Vec<Problem>,
 }
 
+/// Keys that could redirect code or secrets, or run a program (spec/lsp.md §7.1).
+const RESTRICTED_KEYS: [&str; 4] = ["llm.baseUrl", "llm.apiKeyEnv", "llm.command", "logging.file"];
+
 /// Key names that suggest a secret was written into a settings file.
 const SECRET_WORDS: [&str; 4] = ["apikey", "token", "password", "secret"];
 
@@ -37,10 +40,12 @@ impl Builder {
         Builder { merged: defaults.clone(), defaults, problems: Vec::new() }
     }
 
-    pub(super) fn add_toml(&mut self, source: &str, text: &str) {
+    /// Adds a TOML file. A folder's own file (`restricted`) may not set the keys that choose where
+    /// code and keys are sent or what runs: a cloned repository must not redirect them.
+    pub(super) fn add_toml(&mut self, source: &str, text: &str, restricted: bool) {
         match toml::from_str::<toml::Table>(text) {
             Ok(table) => match serde_json::to_value(table) {
-                Ok(value) => self.add_layer(source, &value),
+                Ok(value) => self.add_layer(source, &value, restricted),
                 Err(e) => self.problem(source, "", format!("{e}; file ignored")),
             },
             Err(e) => {
@@ -59,10 +64,18 @@ impl Builder {
     }
 
     /// Merges one layer (a JSON object shaped like the settings tree) over the current value.
-    pub(super) fn add_layer(&mut self, source: &str, layer: &Value) {
+    pub(super) fn add_layer(&mut self, source: &str, layer: &Value, restricted: bool) {
         let mut leaves = Vec::new();
         collect_leaves(layer, String::new(), &mut leaves);
         for (key, value) in leaves {
+            if restricted && RESTRICTED_KEYS.contains(&key.as_str()) {
+                self.problem(
+                    source,
+                    &key,
+                    "may only be set in your user configuration, not in a folder's; ignored".into(),
+                );
+                continue;
+            }
             self.add_leaf(source, &key, value);
         }
     }
@@ -72,7 +85,8 @@ impl Builder {
             return; // "not set in this layer"
         }
         let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-        if SECRET_WORDS.iter().any(|w| last.contains(w)) {
+        // `llm.apiKeyEnv` names a variable; anything else named like a key holds one.
+        if SECRET_WORDS.iter().any(|w| last.contains(w)) && !last.ends_with("env") {
             self.problem(
                 source,
                 key,
@@ -143,6 +157,10 @@ fn range_problem(c: &Config, key: &str) -> Option<String> {
                 .iter()
                 .any(|v| *v < 0.0 || !v.is_finite())
                 || w.bm25 + w.activation <= 0.0
+        }
+        k if k.starts_with("llm.") => return c.llm.validate().into_iter().find(|p| p.key == k).map(|p| p.message),
+        k if k.starts_with("budget.") => {
+            return c.budget.validate().into_iter().find(|p| p.key == k).map(|p| p.message);
         }
         _ => false,
     };
@@ -255,7 +273,7 @@ mod tests {
     use super::super::{Config, InvalidUtf8};
 
     fn load(text: &str) -> (Config, Vec<String>) {
-        let loaded = Config::from_toml("config.toml", text);
+        let loaded = Config::from_toml("config.toml", text, false);
         (loaded.config, loaded.problems.iter().map(ToString::to_string).collect())
     }
 
@@ -304,6 +322,24 @@ mod tests {
         let (_, problems) = load("[memory]\napiKey = \"sk-123\"\n");
         assert!(problems[0].contains("memory.apiKey: looks like a secret"));
         assert!(!problems[0].contains("sk-123"));
+    }
+
+    #[test]
+    fn llm_keys_validate_and_a_folder_file_cannot_redirect_them() {
+        let (c, problems) = load("[llm]\nprovider = \"ollama\"\nmodel = \"llama3\"\napiKeyEnv = \"MY_KEY\"\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(c.llm.api_key_env, "MY_KEY");
+        let loaded =
+            Config::from_toml(".aurora/config.toml", "[llm]\nbaseUrl = \"http://evil.example\"\nmodel = \"m\"\n", true);
+        assert_eq!(loaded.config.llm.base_url, "");
+        assert_eq!(loaded.config.llm.model, "m");
+        assert_eq!(
+            loaded.problems[0].to_string(),
+            ".aurora/config.toml: llm.baseUrl: may only be set in your user configuration, not in a folder's; ignored"
+        );
+        let (c, problems) = load("[budget]\nmonthlyUsd = -1.0\n");
+        assert_eq!(c.budget.monthly_usd, 10.0);
+        assert!(problems[0].starts_with("config.toml: budget.monthlyUsd: "), "{problems:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod migrate;
 pub mod read;
+pub mod usage;
 pub mod writer;
 
 use std::fs::File;
@@ -238,6 +239,60 @@ mod tests {
         assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
         assert!(err.to_string().starts_with("this store was written by a newer aurora"));
         assert!(matches!(open_reader(&path).unwrap_err(), StoreError::NewerSchema { .. }));
+    }
+
+    #[test]
+    fn an_older_schema_is_backed_up_then_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = StorePath::for_root(dir.path());
+        let (conn, lock) = open_writer(&path, &versions()).unwrap();
+        conn.execute_batch(
+            "INSERT INTO files(path, size, mtime_ns, status, indexed_at) VALUES ('a.py', 1, 1, 'ok', 0); \
+             DROP TABLE llm_usage; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop((conn, lock));
+        assert!(matches!(open_reader(&path).unwrap_err(), StoreError::OlderSchema { found: 1, .. }));
+        let (conn, _lock) = open_writer(&path, &versions()).unwrap();
+        assert_eq!(migrate::user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let n: i64 = conn.query_row("SELECT count(*) FROM files", [], |r| r.get(0)).unwrap();
+        let usage: i64 = conn.query_row("SELECT count(*) FROM llm_usage", [], |r| r.get(0)).unwrap();
+        assert_eq!((n, usage), (1, 0));
+        assert!(dir.path().join(".aurora/memory.db.bak-v1").exists());
+    }
+
+    #[test]
+    fn usage_log_over_the_store_feeds_the_budget() {
+        use crate::llm::{Budget, BudgetConfig, UsageLog, UsageRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let path = StorePath::for_root(dir.path());
+        let writer = std::sync::Arc::new(writer::Writer::open(&path, &versions()).unwrap());
+        let log = usage::StoreUsageLog::new(writer.clone(), open_reader(&path).unwrap());
+        let record = UsageRecord {
+            at_ms: now_ms(),
+            query_id: Some("q1".into()),
+            phase: Some("synthesize".into()),
+            role: "soar.synthesize".into(),
+            prompt_version: 1,
+            provider: "anthropic".into(),
+            model: "claude-x".into(),
+            input_tokens: 1000,
+            output_tokens: 200,
+            estimated: false,
+            cost_usd: 9.5,
+            price_known: true,
+            duration_ms: 1200,
+            status: "ok".into(),
+        };
+        log.record(&record).unwrap();
+        assert_eq!(log.spent_usd(0).unwrap(), 9.5);
+        assert_eq!(log.count(0).unwrap(), 1);
+        assert_eq!(log.spent_usd(now_ms() + 60_000).unwrap(), 0.0);
+        // 9.50 of a 10.00 month is spent: a call estimated at 1.00 is refused before it is made.
+        let budget = Budget::new(BudgetConfig::default(), std::sync::Arc::new(log));
+        let err = budget.check(None, 1.0).unwrap_err();
+        assert!(matches!(err, crate::llm::LlmError::BudgetExceeded { .. }), "{err}");
+        assert!(budget.check(None, 0.25).is_ok());
     }
 
     #[test]

@@ -248,8 +248,10 @@ pub fn chunks_by_module_path(
     limit: usize,
 ) -> Result<Vec<ChunkId>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT c.id FROM chunks c JOIN files f ON f.path = c.file_path \
-         WHERE c.qualified_name = ?2 AND (f.module = ?1 OR f.module LIKE '%.' || ?1) ORDER BY c.id LIMIT ?3",
+        // Driven by the qualified-name index (hence NOCASE and CROSS JOIN), not by a scan of files.
+        "SELECT c.id FROM chunks c CROSS JOIN files f ON f.path = c.file_path \
+         WHERE c.qualified_name = ?2 COLLATE NOCASE AND c.qualified_name = ?2 \
+         AND (f.module = ?1 OR f.module LIKE '%.' || ?1) ORDER BY c.id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![module, qualified_name, limit as i64], |r| Ok(ChunkId(r.get(0)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -121,6 +121,8 @@ pub enum Op {
     /// A file moved: copy the access history of each chunk of `from` to the chunk of `to` with
     /// the same kind, qualified name and ordinal (the old rows stay, keyed by the old ids).
     CarryHistory { from: String, to: String },
+    /// One LLM call's usage (cost, tokens, outcome).
+    RecordUsage(crate::llm::UsageRecord),
     /// Drop every file, chunk, FTS row and edge (`--rebuild`); access history is kept.
     Clear,
     /// Remove access history of chunks that no longer exist and were last used 30+ days ago.
@@ -450,6 +452,10 @@ fn apply(conn: &Connection, op: Op) -> Result<Applied, StoreError> {
         }
         Op::CarryHistory { from, to } => {
             carry_history(conn, &from, &to)?;
+            Ok(Applied::default())
+        }
+        Op::RecordUsage(usage) => {
+            super::usage::insert(conn, &usage)?;
             Ok(Applied::default())
         }
         Op::Clear => {

@@ -168,3 +168,41 @@ fn folder_config_applies_and_its_problems_name_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn doctor_reports_the_llm_state_without_leaking_keys() {
+    let ws = Workspace::new(&[("a.py", "def f():\n    pass\n")]);
+    let home = tempfile::tempdir().unwrap();
+    let doctor = |config: &str, key: Option<&str>| {
+        std::fs::create_dir_all(home.path().join("aurora")).unwrap();
+        std::fs::write(home.path().join("aurora/config.toml"), config).unwrap();
+        let mut cmd = Command::new(aurora_bin());
+        cmd.arg("doctor").current_dir(ws.root()).env("XDG_CONFIG_HOME", home.path()).env_remove("ANTHROPIC_API_KEY");
+        if let Some(k) = key {
+            cmd.env("TEST_AURORA_KEY", k);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, _) = doctor("", None);
+    assert!(ok);
+    assert!(out.contains("llm     not configured"), "{out}");
+    let (ok, _, err) = doctor("[llm]\nprovider = \"anthropic\"\nmodel = \"claude-x\"\n", None);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "aurora: error: llm: llm.apiKeyEnv names ANTHROPIC_API_KEY, which is not set; set it or use provider \"ollama\""
+    );
+    // A key that is set but refused: the message never echoes it.
+    let (ok, out, err) = doctor(
+        "[llm]\nprovider = \"openai\"\nmodel = \"gpt-x\"\nbaseUrl = \"http://127.0.0.1:9/v1\"\napiKeyEnv = \"TEST_AURORA_KEY\"\n",
+        Some("sk-test-SECRET-123"),
+    );
+    assert!(!ok);
+    assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 mod cli;
 mod index;
+mod llm;
 mod scripts;
 mod search;
 mod support;
