@@ -2,8 +2,10 @@
 //! SQLite, and ranks them with BM25 plus ACT-R activation. See `DESIGN.md` for the architecture.
 //!
 //! Layers reach downward only: `cli` → `memory` → `store`; `index` → `store`; `workspace` feeds
-//! `index`; `llm` stands alone (it knows no chunk and no SQL). `config` is read by everyone. Positions inside the library are
-//! byte offsets and 0-based lines; only `cli` prints 1-based lines.
+//! `index`; `lsp` sits on top of `memory`, `index` and `store`, and nothing below names it; `llm`
+//! stands alone (it knows no chunk and no SQL). `config` is read by everyone. Positions inside the
+//! library are byte offsets and 0-based lines; only `cli` prints 1-based lines and only `lsp`
+//! converts to protocol positions.
 
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
@@ -12,6 +14,7 @@ pub mod config;
 pub mod index;
 pub mod llm;
 pub mod logging;
+pub mod lsp;
 pub mod memory;
 pub mod store;
 pub mod workspace;

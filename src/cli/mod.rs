@@ -37,6 +37,8 @@ enum Command {
     /// Check the store and whether the configured LLM provider answers (model, round-trip time).
     #[command(alias = "llm-check")]
     Doctor(doctor::Args),
+    /// Serve the Language Server Protocol on stdin/stdout (started by an editor).
+    Lsp,
     /// Developer tools (measurement floors).
     #[command(hide = true, subcommand)]
     Debug(debug::Command),
@@ -45,8 +47,13 @@ enum Command {
 /// Entry point of the binary: runs the command and turns an error into one line and exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Lsp) {
+        crate::logging::init("info");
+        return crate::lsp::run();
+    }
     crate::logging::init("warn");
     let result = match cli.command {
+        Command::Lsp => unreachable!("served above"),
         Command::Index(args) => index::run(args, cli.db.as_deref()),
         Command::Search(args) => search::run(args, cli.db.as_deref()),
         Command::Status(args) => status::run(args, cli.db.as_deref()),

@@ -20,6 +20,22 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub llm: crate::llm::config::LlmConfig,
     pub budget: crate::llm::config::BudgetConfig,
+    /// Editor-facing search settings (spec/lsp.md §7.2).
+    pub search: SearchConfig,
+}
+
+/// Settings of the language server's search features (spec/lsp.md §7.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SearchConfig {
+    /// `false`: `workspace/symbol` answers an empty list (the capability stays).
+    pub workspace_symbols: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig { workspace_symbols: true }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +54,11 @@ pub struct IndexingConfig {
     pub max_nesting: u16,
     /// `false` only for the docstring evaluation (spec/memory.md §8.4).
     pub index_docstrings: bool,
+    /// Language server: a buffer's store write waits this long after its last change
+    /// (searches flush at once, so they never wait for it).
+    pub debounce_ms: u64,
+    /// Language server: file-watcher events are coalesced over this many milliseconds.
+    pub watch_debounce_ms: u64,
 }
 
 impl Default for IndexingConfig {
@@ -54,6 +75,8 @@ impl Default for IndexingConfig {
             parse_timeout_ms: 5000,
             max_nesting: 32,
             index_docstrings: true,
+            debounce_ms: 150,
+            watch_debounce_ms: 200,
         }
     }
 }
@@ -222,6 +245,23 @@ impl Config {
         Ok(builder.finish())
     }
 
+    /// Like [`Config::load`], with further layers on top, lowest first: `(source, JSON object
+    /// shaped like the settings tree)`, e.g. the language server's `initializationOptions`.
+    pub fn load_with_layers(root: Option<&Path>, layers: &[(&str, serde_json::Value)]) -> Result<Loaded, ConfigError> {
+        let mut builder = validate::Builder::new();
+        if let Some(user) = user_config_path() {
+            add_file(&mut builder, &user, false)?;
+        }
+        if let Some(root) = root {
+            add_file(&mut builder, &root.join(".aurora").join("config.toml"), true)?;
+        }
+        for (source, value) in layers {
+            // A value that is not an object sets nothing (the caller reports its shape).
+            builder.add_layer(source, value, false);
+        }
+        Ok(builder.finish())
+    }
+
     /// Builds a configuration from TOML text alone, over the defaults. `restricted`: the text is a
     /// folder's own file, which may not set `llm.baseUrl`, `llm.apiKeyEnv` or `llm.command`.
     pub fn from_toml(source: &str, text: &str, restricted: bool) -> Loaded {
@@ -229,6 +269,15 @@ impl Config {
         builder.add_toml(source, text, restricted);
         builder.finish()
     }
+}
+
+fn add_file(builder: &mut validate::Builder, path: &Path, restricted: bool) -> Result<(), ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => builder.add_toml(&path.display().to_string(), &text, restricted),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+    }
+    Ok(())
 }
 
 fn user_config_path() -> Option<PathBuf> {

@@ -94,13 +94,36 @@ pub fn store_versions(tokenizer: &Tokenizer) -> Vec<(&'static str, String)> {
 /// Runs one reconcile of `req.scope` against the store.
 #[tracing::instrument(skip_all, fields(scope = %req.scope.display()))]
 pub fn index(req: &IndexRequest<'_>, progress: &Progress) -> Result<IndexStats, IndexError> {
+    let tokenizer = Tokenizer::new(req.config.memory.tokenizer.stemming);
+    let writer = Writer::open(req.store, &store_versions(&tokenizer))?;
+    let mut stats = index_with_writer(req, progress, &writer)?;
+    let written = writer.finish()?;
+    if let Some(e) = &written.first_error {
+        return Err(IndexError::Store(StoreError::WriterGone(format!(
+            "{} batch(es) rolled back, first error: {e}",
+            written.failed_batches
+        ))));
+    }
+    stats.store_bytes = req.store.size_bytes();
+    Ok(stats)
+}
+
+/// Same as [`index`], through a writer the caller keeps open (the language server holds one per
+/// folder for the whole session). Everything this run queued is committed when it returns; the
+/// writer is neither checkpointed nor stopped.
+#[tracing::instrument(skip_all, fields(scope = %req.scope.display()))]
+pub fn index_with_writer(
+    req: &IndexRequest<'_>,
+    progress: &Progress,
+    writer: &Writer,
+) -> Result<IndexStats, IndexError> {
     let started = Instant::now();
     let cfg = &req.config.indexing;
     let tokenizer = Tokenizer::new(req.config.memory.tokenizer.stemming);
     let root = req.root;
     let scope_rel = scope_prefix(root, req.scope)?;
+    let before = writer.sync()?;
 
-    let writer = Writer::open(req.store, &store_versions(&tokenizer))?;
     if req.rebuild {
         writer.send_bulk(Op::Clear)?;
         writer.sync()?;
@@ -220,13 +243,14 @@ pub fn index(req: &IndexRequest<'_>, progress: &Progress) -> Result<IndexStats, 
         writer.send_bulk(Op::PruneOrphanHistory)?;
     }
     let t_write = Instant::now();
-    writer.sync()?;
+    let written = writer.sync()?;
     report();
-    let written = writer.finish()?;
-    if let Some(e) = &written.first_error {
+    if written.failed_batches > before.failed_batches
+        && let Some(e) = &written.first_error
+    {
         return Err(IndexError::Store(StoreError::WriterGone(format!(
             "{} batch(es) rolled back, first error: {e}",
-            written.failed_batches
+            written.failed_batches - before.failed_batches
         ))));
     }
 
@@ -237,8 +261,8 @@ pub fn index(req: &IndexRequest<'_>, progress: &Progress) -> Result<IndexStats, 
     for (reason, n) in totals.skipped.into_inner().expect("no worker panicked") {
         *stats.skipped.entry(reason).or_default() += n;
     }
-    stats.chunks = written.chunks;
-    stats.id_collisions = written.id_collisions;
+    stats.chunks = chunk_counts_since(&written.chunks, &before.chunks);
+    stats.id_collisions = written.id_collisions - before.id_collisions;
     if written.id_collisions > 0 {
         stats.warnings.push(format!("{} chunk id collision(s): the newer chunks were dropped", written.id_collisions));
     }
@@ -259,6 +283,30 @@ pub fn index(req: &IndexRequest<'_>, progress: &Progress) -> Result<IndexStats, 
         stats.timings_ms.total
     );
     Ok(stats)
+}
+
+/// The writer op for the text of an editor buffer at relative `path` (origin `buffer`): what the
+/// language server writes for unsaved text. The file's `mtime_ns` is 0 and its size is the
+/// text's, so the next reconcile re-reads the file from disk. `None` when the path is not of an
+/// indexed language or parsing ran over `indexing.parseTimeoutMs`.
+pub fn buffer_op(path: &str, text: &str, config: &Config) -> Option<Op> {
+    language_for(path)?;
+    let cfg = &config.indexing;
+    let tokenizer = Tokenizer::new(config.memory.tokenizer.stemming);
+    let opts = python::ChunkOptions {
+        max_nesting: cfg.max_nesting,
+        parse_timeout_ms: cfg.parse_timeout_ms,
+        index_docstrings: cfg.index_docstrings,
+    };
+    let totals = Totals::default();
+    let ctx = WorkerCtx { cfg, opts: &opts, tokenizer: &tokenizer, totals: &totals };
+    let chunked = PARSER.with(|p| python::chunk_file(&mut p.borrow_mut(), path, text, &opts)).ok()?;
+    let file = Walked { path: path.to_owned(), abs: PathBuf::new(), size: text.len() as u64, mtime_ns: 0 };
+    let mut op = ctx.file_op(&file, *blake3::hash(text.as_bytes()).as_bytes(), false, chunked);
+    if let Op::File { row, .. } = &mut op {
+        row.origin = Origin::Buffer;
+    }
+    Some(op)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -475,6 +523,18 @@ pub fn fts_document(tokenizer: &Tokenizer, chunk: Chunk, path_doc: &str, opts: &
     tokenizer.push_document(&chunk.words.body, &mut fts.body);
     tokenizer.push_document(&chunk.words.text, &mut fts.text);
     ChunkWrite { chunk, fts }
+}
+
+/// What a run added to a writer's running totals.
+fn chunk_counts_since(now: &ChunkCounts, before: &ChunkCounts) -> ChunkCounts {
+    ChunkCounts {
+        inserted: now.inserted - before.inserted,
+        updated: now.updated - before.updated,
+        moved: now.moved - before.moved,
+        unchanged: now.unchanged - before.unchanged,
+        deleted: now.deleted - before.deleted,
+        stale: now.stale - before.stale,
+    }
 }
 
 fn ms(t: Instant) -> f64 {

@@ -1,3 +1,4 @@
-//! The workspace on disk: walking it under ignore rules and limits.
+//! The workspace on disk: walking it under ignore rules and limits, and watching it for changes.
 
 pub mod walk;
+pub mod watch;

@@ -3,6 +3,7 @@
 mod cli;
 mod index;
 mod llm;
+mod lsp;
 mod scripts;
 mod search;
 mod support;
