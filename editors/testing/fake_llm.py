@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""A fake OpenAI-compatible chat server for the editor clients' end-to-end tests.
+
+Listens on 127.0.0.1 (ephemeral port unless --port), prints ``PORT <n>`` on stdout (and writes the
+port to --port-file), and answers ``POST .../chat/completions`` from the shape of the request, not
+from a script tied to one test:
+
+* ``response_format`` with a JSON schema -> a JSON object built from that schema (strings, numbers,
+  enums, arrays, nested objects), with text that cites what the prompt showed;
+* otherwise a Markdown answer that starts with ANSWER_SENTENCE and cites the first code locations
+  found in the prompt (``path.py:12-30`` and chunk ids such as ``k_3f9a1c0d2b7e``);
+* a prompt asking for a docstring / tests / a rewrite gets Python code back in a fenced block;
+* ``stream: true`` -> Server-Sent Events (``data: {choices:[{delta:{content}}]}`` ... ``[DONE]``)
+  with the text in small pieces, ``--chunk-delay-ms`` apart.
+
+Control endpoints for tests: ``GET /_requests`` lists every request seen (body, whether the client
+went away mid-stream); ``POST /_control`` with ``{"chunkDelayMs": n}`` changes the stream pace.
+Nothing here ever connects anywhere: it only answers on loopback.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# The sentence every free-text answer starts with; tests look for it in the editor's answer view.
+ANSWER_SENTENCE = "The fake model found the answer in the indexed code."
+# The docstring the fake writes when asked to document code; tests look for it in the edited buffer.
+DOCSTRING = "Documented by the fake model."
+
+STATE = {"chunk_delay_ms": 20, "requests": [], "lock": threading.Lock(), "log": None}
+
+LOCATION_RE = re.compile(r"([A-Za-z0-9_./-]+\.pyi?)(?::|#L| lines? )(\d+)(?:\s*[-–]\s*L?(\d+))?")
+CHUNK_ID_RE = re.compile(r"\b(k_[0-9a-f]{6,})\b")
+DEF_RE = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
+
+
+def prompt_text(body):
+    """Every message's text, in order (content may be a string or a list of parts)."""
+    parts = []
+    for message in body.get("messages", []):
+        content = message.get("content", "")
+        if isinstance(content, list):
+            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+        parts.append(str(content))
+    return "\n".join(parts)
+
+
+def last_user_text(body):
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""
+
+
+def cited_locations(text, limit=3):
+    """The first distinct `path:line[-end]` locations the prompt mentions."""
+    seen, out = set(), []
+    for m in LOCATION_RE.finditer(text):
+        key = (m.group(1), m.group(2))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((m.group(1), int(m.group(2)), int(m.group(3)) if m.group(3) else None))
+        if len(out) == limit:
+            break
+    return out
+
+
+def chunk_ids(text, limit=3):
+    out = []
+    for m in CHUNK_ID_RE.finditer(text):
+        if m.group(1) not in out:
+            out.append(m.group(1))
+        if len(out) == limit:
+            break
+    return out
+
+
+def wants_code(text):
+    lowered = text.lower()
+    for word in ("docstring", "write tests", "unit tests", "refactor", "rewrite"):
+        if word in lowered:
+            return word
+    return None
+
+
+def code_reply(kind, text):
+    """Python code for an editing request: the first def/class of the prompt's code, documented."""
+    m = DEF_RE.search(text)
+    if kind in ("write tests", "unit tests"):
+        name = m.group(3) if m else "subject"
+        return f"```python\ndef test_{name.lower()}_fake():\n    assert True  # {DOCSTRING}\n```\n"
+    if kind == "docstring":
+        indent = (m.group(1) if m else "") + "    "
+        return f'```python\n{indent}"""{DOCSTRING}"""\n```\n'
+    # A rewrite: give the code back as it was shown, so the edit is well-formed Python.
+    fence = re.search(r"```(?:python)?\n(.*?)```", text, re.S)
+    return f"```python\n{fence.group(1) if fence else 'pass'}```\n"
+
+
+def answer_text(body):
+    text = prompt_text(body)
+    kind = wants_code(last_user_text(body))
+    if kind:
+        return code_reply(kind, text)
+    lines = [ANSWER_SENTENCE, ""]
+    locations = cited_locations(text)
+    for i, (path, start, end) in enumerate(locations, 1):
+        span = f"{start}-{end}" if end else f"{start}"
+        lines.append(f"- See `{path}:{span}` [{i}].")
+    for cid in chunk_ids(text):
+        lines.append(f"- Relevant chunk [{cid}].")
+    if not locations and not chunk_ids(text):
+        lines.append("No code locations were given in the prompt.")
+    return "\n".join(lines) + "\n"
+
+
+def from_schema(schema, name, text, root=None):
+    """A JSON value that satisfies `schema` (the subset response_format schemas use)."""
+    root = root or schema
+    if not isinstance(schema, dict):
+        return None
+    if "$ref" in schema:
+        ref = schema["$ref"].split("/")[-1]
+        target = root.get("$defs", {}).get(ref) or root.get("definitions", {}).get(ref) or {}
+        return from_schema(target, name, text, root)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema and schema[key]:
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return from_schema(options[0], name, text, root)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        return {k: from_schema(v, k, text, root) for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        items = schema.get("items", {})
+        count = max(1, schema.get("minItems", 1))
+        lowered = name.lower()
+        if "citation" in lowered or "source" in lowered or "id" in lowered:
+            ids = chunk_ids(text)
+            if ids and items.get("type", "string") == "string":
+                return ids[: max(count, len(ids))]
+        return [from_schema(items, name, text, root) for _ in range(count)]
+    if kind in ("number", "integer"):
+        low = schema.get("minimum", 0)
+        high = schema.get("maximum", low + 1)
+        value = 0.9 if (low <= 0.9 <= high and kind == "number") else low
+        return int(value) if kind == "integer" else value
+    if kind == "boolean":
+        return True
+    if kind == "string":
+        lowered = name.lower()
+        if "id" in lowered and chunk_ids(text):
+            return chunk_ids(text)[0]
+        if lowered in ("answer", "text", "content", "summary", "response", "output", "result"):
+            return answer_text({"messages": [{"role": "user", "content": text}]})
+        return f"{name} from the fake model"
+    return None
+
+
+def reply_for(body):
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        return json.dumps(from_schema(schema, "root", prompt_text(body)))
+    if fmt.get("type") == "json_object":
+        return json.dumps({"answer": answer_text(body)})
+    return answer_text(body)
+
+
+def pieces(text, size=12):
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet: the test prints /_requests on failure instead
+        if STATE["log"]:
+            STATE["log"].write((fmt % args) + "\n")
+            STATE["log"].flush()
+
+    def _json(self, status, value):
+        data = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            return json.loads(raw or b"{}")
+        except ValueError:
+            return None
+
+    def do_GET(self):
+        if self.path.rstrip("/") == "/_requests":
+            with STATE["lock"]:
+                return self._json(200, STATE["requests"])
+        if self.path.rstrip("/").endswith("/models"):
+            return self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        return self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self):
+        body = self._body()
+        if body is None:
+            return self._json(400, {"error": {"message": "body is not JSON"}})
+        if self.path.rstrip("/") == "/_control":
+            if "chunkDelayMs" in body:
+                STATE["chunk_delay_ms"] = int(body["chunkDelayMs"])
+            return self._json(200, {"chunkDelayMs": STATE["chunk_delay_ms"]})
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            return self._json(404, {"error": {"message": f"no route {self.path}"}})
+        record = {"path": self.path, "body": body, "completed": False, "disconnected": False}
+        with STATE["lock"]:
+            STATE["requests"].append(record)
+        text = reply_for(body)
+        model = body.get("model", "fake")
+        usage = {"prompt_tokens": max(1, len(prompt_text(body)) // 4), "completion_tokens": max(1, len(text) // 4)}
+        if not body.get("stream"):
+            self._json(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": usage,
+                },
+            )
+            record["completed"] = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for piece in pieces(text):
+                chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(STATE["chunk_delay_ms"] / 1000)
+            last = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
+            self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
+            self.wfile.flush()
+            record["completed"] = True
+        except (BrokenPipeError, ConnectionResetError):
+            record["disconnected"] = True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file")
+    parser.add_argument("--chunk-delay-ms", type=int, default=20)
+    parser.add_argument("--log", help="append one line per HTTP request to this file")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when the parent closes stdin")
+    args = parser.parse_args()
+    STATE["chunk_delay_ms"] = args.chunk_delay_ms
+    if args.log:
+        STATE["log"] = open(args.log, "a", encoding="utf-8")
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    port = server.server_address[1]
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w", encoding="utf-8") as f:
+            f.write(str(port))
+        os.replace(args.port_file + ".tmp", args.port_file)
+    print(f"PORT {port}", flush=True)
+    if args.exit_on_stdin_eof:
+        # The parent (a test editor) going away closes our stdin: never outlive it.
+        threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
