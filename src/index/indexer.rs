@@ -287,9 +287,16 @@ pub fn index_with_writer(
 
 /// The writer op for the text of an editor buffer at relative `path` (origin `buffer`): what the
 /// language server writes for unsaved text. The file's `mtime_ns` is 0 and its size is the
-/// text's, so the next reconcile re-reads the file from disk. `None` when the path is not of an
-/// indexed language or parsing ran over `indexing.parseTimeoutMs`.
-pub fn buffer_op(path: &str, text: &str, config: &Config) -> Option<Op> {
+/// text's, so the next reconcile re-reads the file from disk. `old_tree` is the previous parse
+/// of the buffer with every edit since applied (`Tree::edit`): only the edited regions are parsed
+/// again. Returns the op and the new tree; `None` when the path is not of an indexed language or
+/// parsing ran over `indexing.parseTimeoutMs`.
+pub fn buffer_op(
+    path: &str,
+    text: &str,
+    old_tree: Option<&tree_sitter::Tree>,
+    config: &Config,
+) -> Option<(Op, tree_sitter::Tree)> {
     language_for(path)?;
     let cfg = &config.indexing;
     let tokenizer = Tokenizer::new(config.memory.tokenizer.stemming);
@@ -300,13 +307,14 @@ pub fn buffer_op(path: &str, text: &str, config: &Config) -> Option<Op> {
     };
     let totals = Totals::default();
     let ctx = WorkerCtx { cfg, opts: &opts, tokenizer: &tokenizer, totals: &totals };
-    let chunked = PARSER.with(|p| python::chunk_file(&mut p.borrow_mut(), path, text, &opts)).ok()?;
+    let tree = PARSER.with(|p| python::reparse(&mut p.borrow_mut(), text, old_tree, opts.parse_timeout_ms)).ok()?;
+    let chunked = python::chunk_tree(&tree, path, text, &opts);
     let file = Walked { path: path.to_owned(), abs: PathBuf::new(), size: text.len() as u64, mtime_ns: 0 };
     let mut op = ctx.file_op(&file, *blake3::hash(text.as_bytes()).as_bytes(), false, chunked);
     if let Op::File { row, .. } = &mut op {
         row.origin = Origin::Buffer;
     }
-    Some(op)
+    Some((op, tree))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -194,9 +194,13 @@ impl Session {
         }
         let config = self.config();
         let mut writers: Vec<Arc<Writer>> = Vec::new();
-        for (target, text) in work {
+        for dirty in work {
+            let target = &dirty.target;
             let Some(writer) = target.folder.writer() else { continue };
-            let Some(op) = indexer::buffer_op(&target.rel, &text, &config) else { continue };
+            let Some((op, tree)) = indexer::buffer_op(&target.rel, &dirty.text, dirty.tree.as_ref(), &config) else {
+                continue;
+            };
+            self.documents.parsed(&dirty.uri, dirty.changes, tree);
             if let Err(e) = writer.send(op) {
                 tracing::error!("writing the buffer of {}: {e}", target.rel);
                 continue;

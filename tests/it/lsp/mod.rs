@@ -1,6 +1,7 @@
 //! The language server over stdio: the real binary, driven by a small JSON-RPC client that
 //! answers the server's requests like an editor and checks every frame and response count.
 
+mod edits;
 mod server;
 
 use std::collections::HashMap;
