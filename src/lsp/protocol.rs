@@ -144,3 +144,29 @@ pub struct StatusResult {
     pub active_requests: u64,
     pub queued_requests: u64,
 }
+
+/// `aurora/didChangeStatus` (spec/lsp.md §4.5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DidChangeStatus {
+    pub state: String,
+    pub busy: bool,
+    pub message: String,
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indexing: Option<IndexingCount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<StatusCommand>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndexingCount {
+    pub done: u64,
+    pub total: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusCommand {
+    pub title: String,
+    pub command: String,
+}

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::{Client, LanguageServer};
 
-use crate::lsp::handlers::{self, documents, lifecycle, search, status, symbols};
+use crate::lsp::handlers::{self, documents, lifecycle, search, status, symbols, workspace};
 use crate::lsp::lsp;
 use crate::lsp::protocol::{SearchResult, StatusResult};
 use crate::lsp::session::Session;
@@ -57,6 +57,30 @@ impl LanguageServer for Backend {
 
     async fn did_close(&self, params: lsp::DidCloseTextDocumentParams) {
         handlers::notification("textDocument/didClose", documents::did_close(&self.session, params)).await
+    }
+
+    async fn did_change_configuration(&self, params: lsp::DidChangeConfigurationParams) {
+        handlers::notification(
+            "workspace/didChangeConfiguration",
+            workspace::did_change_configuration(&self.session, params),
+        )
+        .await
+    }
+
+    async fn did_change_watched_files(&self, params: lsp::DidChangeWatchedFilesParams) {
+        handlers::notification(
+            "workspace/didChangeWatchedFiles",
+            workspace::did_change_watched_files(&self.session, params),
+        )
+        .await
+    }
+
+    async fn did_change_workspace_folders(&self, params: lsp::DidChangeWorkspaceFoldersParams) {
+        handlers::notification(
+            "workspace/didChangeWorkspaceFolders",
+            workspace::did_change_workspace_folders(&self.session, params),
+        )
+        .await
     }
 
     async fn symbol(&self, params: lsp::WorkspaceSymbolParams) -> Result<Option<lsp::WorkspaceSymbolResponse>> {

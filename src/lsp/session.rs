@@ -18,13 +18,17 @@ use crate::lsp::lsp;
 use crate::lsp::progress::WorkDone;
 use crate::memory::tokenize::Tokenizer;
 use crate::store::writer::{Op, Writer};
-use crate::store::{StorePath, read};
+use crate::store::{StoreError, StorePath, read};
 use crate::workspace::watch::{self, WatchEvent, Watcher};
 
 /// Longest wait for the writer at shutdown before giving up (spec/lsp.md §1.3).
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 /// Indexing progress is polled this often; reports go out only when their text changes.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
+/// A store locked by another server is tried again this often (spec/lsp.md §3.5).
+const LOCK_RETRY: Duration = Duration::from_secs(10);
+/// Longest wait for the client's answer to `workspace/configuration`.
+const CONFIG_PULL_WAIT: Duration = Duration::from_secs(5);
 /// Upper bound of `indexing.debounceMs` (spec/lsp.md §7.2).
 const MAX_DEBOUNCE_MS: u64 = 5000;
 
@@ -37,6 +41,9 @@ pub(crate) enum FolderState {
     Opening,
     Indexing,
     Ready,
+    /// Another process writes this store: search and ask read it, nothing is written; the lock
+    /// is retried every 10 s (spec/lsp.md §3.5).
+    ReadOnly(String),
     Error(String),
 }
 
@@ -56,6 +63,8 @@ pub(crate) struct Folder {
     index_turn: Mutex<()>,
     watcher: Mutex<Option<Watcher>>,
     pub watcher_state: Mutex<&'static str>,
+    /// Removed from the workspace (or shut down): background work for it stops.
+    pub closed: AtomicBool,
 }
 
 impl Folder {
@@ -72,6 +81,7 @@ impl Folder {
             index_turn: Mutex::new(()),
             watcher: Mutex::new(None),
             watcher_state: Mutex::new("off"),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -95,17 +105,43 @@ impl Folder {
     }
 }
 
+/// Why a folder's store could not be opened for writing.
+enum OpenFailure {
+    /// Another process holds the writer lock.
+    Locked(String),
+    Failed(String),
+}
+
 /// What `initialize` learned about the client.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClientFlags {
     pub work_done_progress: bool,
+    /// The client answers `workspace/configuration`.
+    pub configuration_pull: bool,
+    /// The client accepts a dynamic registration of `workspace/didChangeWatchedFiles`.
+    pub watched_files_registration: bool,
 }
+
+/// The configuration layers the editor supplies (spec/lsp.md §7.1, layers 4 and 5).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ConfigLayer {
+    InitializationOptions,
+    /// `workspace/configuration`, or `didChangeConfiguration.settings.aurora`.
+    EditorSettings,
+}
+
+/// Config problems listed in one message before "and N more".
+const SHOWN_PROBLEMS: usize = 5;
 
 pub(crate) struct Session {
     pub client: Client,
     encoding: OnceLock<Encoding>,
     config: RwLock<Arc<Config>>,
     pub problems: Mutex<Vec<Problem>>,
+    /// The problem set last shown to the user; the same set is not shown twice.
+    shown_problems: Mutex<Vec<String>>,
+    /// `initializationOptions` and the editor's settings, as sent.
+    layers: Mutex<[serde_json::Value; 2]>,
     pub config_sources: Mutex<Vec<String>>,
     pub flags: Mutex<ClientFlags>,
     folders: RwLock<Vec<Arc<Folder>>>,
@@ -123,6 +159,8 @@ impl Session {
             encoding: OnceLock::new(),
             config: RwLock::new(Arc::new(Config::default())),
             problems: Mutex::new(Vec::new()),
+            shown_problems: Mutex::new(Vec::new()),
+            layers: Mutex::new([serde_json::Value::Null, serde_json::Value::Null]),
             config_sources: Mutex::new(Vec::new()),
             flags: Mutex::new(ClientFlags::default()),
             folders: RwLock::new(Vec::new()),
@@ -149,6 +187,104 @@ impl Session {
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
     }
 
+    pub fn flags(&self) -> ClientFlags {
+        lock(&self.flags).clone()
+    }
+
+    // ----- configuration -------------------------------------------------------------------
+
+    pub fn set_layer(&self, layer: ConfigLayer, value: serde_json::Value) {
+        lock(&self.layers)[layer as usize] = value;
+    }
+
+    /// Rebuilds the configuration from every source (spec/lsp.md §7.1) and records its problems.
+    /// Returns whether the configuration changed. Blocking (reads the TOML files).
+    pub fn reload_config(&self) -> bool {
+        let [init, editor] = lock(&self.layers).clone();
+        let mut problems = Vec::new();
+        let mut layer = |source: &str, value: serde_json::Value| match value {
+            serde_json::Value::Object(_) | serde_json::Value::Null => value,
+            serde_json::Value::Array(ref a) if a.is_empty() => serde_json::Value::Null,
+            other => {
+                problems.push(Problem {
+                    source: source.into(),
+                    key: String::new(),
+                    message: format!("expected an object with the `aurora` settings, found {other}; ignored"),
+                });
+                serde_json::Value::Null
+            }
+        };
+        let init = layer("initializationOptions", init);
+        let editor = layer("editor settings", editor);
+        let root = self.folders().first().map(|f| f.root.clone());
+        let loaded = match Config::load_with_layers(
+            root.as_deref(),
+            &[("initializationOptions", init), ("editor settings", editor)],
+        ) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!("reading configuration: {e}; keeping the current one");
+                return false;
+            }
+        };
+        problems.extend(loaded.problems.into_iter().map(|mut p| {
+            // Editor settings are spelled with the `aurora.` prefix (spec/lsp.md §7.3).
+            if (p.source == "initializationOptions" || p.source == "editor settings") && !p.key.is_empty() {
+                p.key = format!("aurora.{}", p.key);
+            }
+            p
+        }));
+        *lock(&self.problems) = problems;
+        *lock(&self.config_sources) = vec![
+            "defaults".into(),
+            "user file".into(),
+            "folder file".into(),
+            "initializationOptions".into(),
+            "editor settings".into(),
+        ];
+        let changed = *self.config() != loaded.config;
+        self.set_config(loaded.config);
+        changed
+    }
+
+    /// Pulls the `aurora` section with `workspace/configuration` into the editor-settings layer.
+    pub async fn pull_configuration(&self) {
+        let item = lsp::ConfigurationItem { scope_uri: None, section: Some("aurora".into()) };
+        match tokio::time::timeout(CONFIG_PULL_WAIT, self.client.configuration(vec![item])).await {
+            Ok(Ok(mut values)) => {
+                let value = if values.is_empty() { serde_json::Value::Null } else { values.swap_remove(0) };
+                self.set_layer(ConfigLayer::EditorSettings, value);
+            }
+            Ok(Err(e)) => tracing::warn!("workspace/configuration failed: {e}"),
+            Err(_) => tracing::warn!("the client did not answer workspace/configuration within 5 s"),
+        }
+    }
+
+    /// Shows the configuration problems in one Warning message, unless this set was shown already.
+    pub async fn report_problems(&self) {
+        let problems: Vec<String> = lock(&self.problems).iter().map(ToString::to_string).collect();
+        {
+            let mut shown = lock(&self.shown_problems);
+            if *shown == problems {
+                return;
+            }
+            shown.clone_from(&problems);
+        }
+        for p in &problems {
+            tracing::warn!("configuration: {p}");
+        }
+        if problems.is_empty() {
+            return;
+        }
+        let mut message =
+            format!("Aurora configuration: {}", problems[..problems.len().min(SHOWN_PROBLEMS)].join("; "));
+        if problems.len() > SHOWN_PROBLEMS {
+            message.push_str(&format!(" — and {} more; see Aurora: Show status", problems.len() - SHOWN_PROBLEMS));
+        }
+        let client = self.client.clone();
+        tokio::spawn(async move { client.show_message(lsp::MessageType::WARNING, message).await });
+    }
+
     pub fn folders(&self) -> Vec<Arc<Folder>> {
         self.folders.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -163,6 +299,47 @@ impl Session {
             }
         }
         *self.folders.write().unwrap_or_else(PoisonError::into_inner) = kept;
+    }
+
+    /// Adds a folder unless it lies inside a folder already served; returns it if added.
+    pub fn add_folder(&self, folder: Folder) -> Option<Arc<Folder>> {
+        let mut folders = self.folders.write().unwrap_or_else(PoisonError::into_inner);
+        if folders.iter().any(|k| folder.root.starts_with(&k.root)) {
+            tracing::info!("{} lies inside a served folder; it shares that folder's index", folder.root.display());
+            return None;
+        }
+        let folder = Arc::new(folder);
+        folders.push(folder.clone());
+        folders.sort_by(|a, b| a.root.cmp(&b.root));
+        Some(folder)
+    }
+
+    /// Removes the folder with this root; returns it.
+    pub fn remove_folder(&self, root: &Path) -> Option<Arc<Folder>> {
+        let mut folders = self.folders.write().unwrap_or_else(PoisonError::into_inner);
+        let at = folders.iter().position(|f| f.root == root)?;
+        Some(folders.remove(at))
+    }
+
+    /// Stops a folder's pass and watcher, writes its pending buffers, then commits, checkpoints
+    /// and releases its store (the files stay on disk).
+    pub async fn close_folder(self: &Arc<Self>, folder: Arc<Folder>) {
+        folder.closed.store(true, Ordering::Relaxed);
+        lock(&folder.pass).cancel.store(true, Ordering::Relaxed);
+        lock(&folder.watcher).take();
+        let session = self.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            session.flush_blocking(None);
+            let _turn = lock(&folder.index_turn);
+            if let Some(writer) = lock(&folder.writer).take()
+                && let Err(e) = writer.send_bulk(Op::Checkpoint).and_then(|()| writer.sync().map(drop))
+            {
+                tracing::error!("closing the store of {}: {e}", folder.name);
+            }
+        });
+        if tokio::time::timeout(SHUTDOWN_FLUSH, work).await.is_err() {
+            tracing::error!("closing a folder's store took over 5 s; pending writes were dropped");
+        }
     }
 
     pub fn generation(&self) -> u64 {
@@ -261,22 +438,48 @@ impl Session {
     }
 
     /// Opens the folder's store and takes its writer. Blocking.
-    fn open_store(&self, folder: &Folder) -> Result<(), String> {
+    fn open_store(&self, folder: &Folder) -> Result<(), OpenFailure> {
         let tokenizer = Tokenizer::new(self.config().memory.tokenizer.stemming);
-        let writer = Writer::open(&folder.store, &indexer::store_versions(&tokenizer))
-            .map_err(|e| format!("the index for '{}' could not be opened: {e}", folder.name))?;
+        let writer = Writer::open(&folder.store, &indexer::store_versions(&tokenizer)).map_err(|e| match e {
+            StoreError::Locked { pid } => OpenFailure::Locked(match pid {
+                Some(pid) => format!("another Aurora server, pid {pid}, is indexing this folder"),
+                None => "another Aurora server is indexing this folder".to_owned(),
+            }),
+            e => OpenFailure::Failed(format!("the index for '{}' could not be opened: {e}", folder.name)),
+        })?;
         *lock(&folder.writer) = Some(Arc::new(writer));
         Ok(())
     }
 
     /// `initialized` for one folder: store, watcher, then a full indexing pass under progress.
+    /// A store locked by another server is served read-only while the lock is retried.
     pub async fn start_folder(self: Arc<Self>, folder: Arc<Folder>) {
-        let s = self.clone();
-        let f = folder.clone();
-        let opened = tokio::task::spawn_blocking(move || s.open_store(&f)).await;
+        let mut announced = false;
+        let opened = loop {
+            let s = self.clone();
+            let f = folder.clone();
+            match tokio::task::spawn_blocking(move || s.open_store(&f)).await {
+                Ok(Err(OpenFailure::Locked(why))) => {
+                    if !announced {
+                        tracing::warn!("{}: {why}; serving its index read-only", folder.name);
+                        announced = true;
+                    }
+                    folder.set_state(FolderState::ReadOnly(why));
+                    tokio::time::sleep(LOCK_RETRY).await;
+                    if folder.closed.load(Ordering::Relaxed) || self.shutdown_requested.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                other => break other,
+            }
+        };
         match opened {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+            Ok(Ok(())) => {
+                if announced {
+                    tracing::info!("{}: the store's lock was released; this server now indexes it", folder.name);
+                }
+            }
+            Ok(Err(OpenFailure::Failed(e) | OpenFailure::Locked(e))) => {
                 tracing::error!("{e}");
                 folder.set_state(FolderState::Error(e));
                 return;
@@ -396,7 +599,7 @@ impl Session {
 
     /// Brings the store up to date with changed paths on disk. Open documents are skipped (their
     /// buffer wins until closed). Blocking.
-    fn apply_disk_changes(&self, folder: &Arc<Folder>, paths: Vec<PathBuf>) {
+    pub fn apply_disk_changes(&self, folder: &Arc<Folder>, paths: Vec<PathBuf>) {
         let Some(writer) = folder.writer() else { return };
         let open = self.documents.open_paths_in(folder);
         let mut deleted = false;
@@ -470,6 +673,7 @@ impl Session {
         self.shutdown_requested.store(true, Ordering::Relaxed);
         let folders = self.folders();
         for folder in &folders {
+            folder.closed.store(true, Ordering::Relaxed);
             lock(&folder.pass).cancel.store(true, Ordering::Relaxed);
             lock(&folder.watcher).take();
         }

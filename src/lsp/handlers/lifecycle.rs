@@ -6,14 +6,10 @@ use std::sync::Arc;
 use serde_json::json;
 use tower_lsp_server::jsonrpc;
 
-use crate::config::{Config, Problem};
 use crate::lsp::convert::{self, Encoding};
 use crate::lsp::lsp;
 use crate::lsp::protocol::PROTOCOL_VERSION;
-use crate::lsp::session::{Folder, Session};
-
-/// Config problems listed in one message before "and N more".
-const SHOWN_PROBLEMS: usize = 5;
+use crate::lsp::session::{ConfigLayer, Folder, Session};
 
 /// Reads the configuration and negotiates; opens no store and walks no directory.
 pub(crate) async fn initialize(
@@ -26,52 +22,22 @@ pub(crate) async fn initialize(
         params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
 
     let folders = workspace_folders(&params);
-    let first_root = folders.first().map(|f| f.root.clone());
     session.set_folders(folders);
 
-    let options = params.initialization_options.clone().unwrap_or(serde_json::Value::Null);
-    let loaded = tokio::task::spawn_blocking(move || {
-        let mut shape = Vec::new();
-        let options = match options {
-            serde_json::Value::Object(_) | serde_json::Value::Null => options,
-            serde_json::Value::Array(ref a) if a.is_empty() => serde_json::Value::Null,
-            other => {
-                shape.push(Problem {
-                    source: "initializationOptions".into(),
-                    key: String::new(),
-                    message: format!("expected an object with the `aurora` settings, found {other}; ignored"),
-                });
-                serde_json::Value::Null
-            }
-        };
-        Config::load_with_layers(first_root.as_deref(), &[("initializationOptions", options)]).map(|mut l| {
-            shape.append(&mut l.problems);
-            l.problems = shape;
-            l
-        })
-    })
-    .await;
-    match loaded {
-        Ok(Ok(loaded)) => {
-            let problems = loaded
-                .problems
-                .into_iter()
-                .map(|mut p| {
-                    // Editor settings are spelled with the `aurora.` prefix (spec/lsp.md §7.3).
-                    if p.source == "initializationOptions" && !p.key.is_empty() {
-                        p.key = format!("aurora.{}", p.key);
-                    }
-                    p
-                })
-                .collect();
-            session.set_config(loaded.config);
-            *session.problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
-        }
-        Ok(Err(e)) => tracing::warn!("reading configuration: {e}; using defaults"),
-        Err(e) => tracing::error!("reading configuration: {e}"),
+    {
+        let mut flags = session.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let workspace = params.capabilities.workspace.as_ref();
+        flags.configuration_pull = workspace.and_then(|w| w.configuration).unwrap_or(false);
+        flags.watched_files_registration = workspace
+            .and_then(|w| w.did_change_watched_files.as_ref())
+            .and_then(|d| d.dynamic_registration)
+            .unwrap_or(false);
     }
-    *session.config_sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-        vec!["defaults".into(), "user file".into(), "folder file".into(), "initializationOptions".into()];
+    session.set_layer(ConfigLayer::InitializationOptions, params.initialization_options.clone().unwrap_or_default());
+    let s = session.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || s.reload_config()).await {
+        tracing::error!("reading configuration: {e}");
+    }
 
     let capabilities = lsp::ServerCapabilities {
         position_encoding: Some(enc.kind()),
@@ -85,7 +51,7 @@ pub(crate) async fn initialize(
         workspace: Some(lsp::WorkspaceServerCapabilities {
             workspace_folders: Some(lsp::WorkspaceFoldersServerCapabilities {
                 supported: Some(true),
-                change_notifications: None,
+                change_notifications: Some(lsp::OneOf::Left(true)),
             }),
             file_operations: None,
         }),
@@ -93,7 +59,7 @@ pub(crate) async fn initialize(
             "aurora": {
                 "protocolVersion": PROTOCOL_VERSION,
                 "requests": ["aurora/search", "aurora/status"],
-                "notifications": [],
+                "notifications": ["aurora/didChangeStatus"],
                 "partialResults": [],
             }
         })),
@@ -134,25 +100,14 @@ fn workspace_folders(params: &lsp::InitializeParams) -> Vec<Folder> {
 /// Reports configuration problems, then opens each folder's store, starts its watcher and
 /// indexes it in the background. Returns at once.
 pub(crate) async fn initialized(session: &Arc<Session>) {
-    let problems: Vec<String> = session
-        .problems
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    for p in &problems {
-        tracing::warn!("configuration: {p}");
+    if session.flags().configuration_pull {
+        session.pull_configuration().await;
     }
-    if !problems.is_empty() {
-        let mut message =
-            format!("Aurora configuration: {}", problems[..problems.len().min(SHOWN_PROBLEMS)].join("; "));
-        if problems.len() > SHOWN_PROBLEMS {
-            message.push_str(&format!(" — and {} more; see Aurora: Show status", problems.len() - SHOWN_PROBLEMS));
-        }
-        let client = session.client.clone();
-        tokio::spawn(async move { client.show_message(lsp::MessageType::WARNING, message).await });
+    session.report_problems().await;
+    if session.flags().watched_files_registration {
+        super::workspace::register_watchers(session).await;
     }
+    tokio::spawn(super::status::notifier(session.clone()));
     for folder in session.folders() {
         tokio::spawn(session.clone().start_folder(folder));
     }

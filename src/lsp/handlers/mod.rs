@@ -15,6 +15,7 @@ pub(crate) mod lifecycle;
 pub(crate) mod search;
 pub(crate) mod status;
 pub(crate) mod symbols;
+pub(crate) mod workspace;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -3,6 +3,7 @@
 
 mod edits;
 mod server;
+mod workspace;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,6 +25,8 @@ struct Inbox {
     server_requests: Vec<Value>,
     bad_frames: Vec<String>,
     closed: bool,
+    /// What the editor answers to `workspace/configuration` for the `aurora` section.
+    settings: Value,
 }
 
 /// A running `aurora lsp` and the editor side of the conversation.
@@ -127,7 +130,11 @@ impl TestServer {
                     "capabilities": {
                         "general": { "positionEncodings": encodings },
                         "window": { "workDoneProgress": setup.work_done_progress },
-                        "workspace": { "configuration": true, "workspaceFolders": true }
+                        "workspace": {
+                            "configuration": true,
+                            "workspaceFolders": true,
+                            "didChangeWatchedFiles": { "dynamicRegistration": true }
+                        }
                     },
                     "workspaceFolders": folders,
                     "initializationOptions": setup.init_options,
@@ -231,6 +238,11 @@ impl TestServer {
         self.request("aurora/search", json!({ "query": query })).unwrap_or_else(|e| panic!("search failed: {e}"))
     }
 
+    /// Sets what the editor answers to `workspace/configuration` from now on.
+    pub fn set_settings(&self, settings: Value) {
+        self.inbox.0.lock().expect("inbox lock").settings = settings;
+    }
+
     pub fn log(&self) -> String {
         self.stderr.lock().expect("stderr lock").clone()
     }
@@ -325,7 +337,7 @@ fn read_frames(mut out: impl BufRead, inbox: &(Mutex<Inbox>, Condvar), stdin: &M
                 let result = match method {
                     "workspace/configuration" => {
                         let n = msg["params"]["items"].as_array().map_or(0, Vec::len);
-                        Value::Array(vec![Value::Null; n])
+                        Value::Array(vec![guard.settings.clone(); n])
                     }
                     "workspace/applyEdit" => json!({ "applied": true }),
                     _ => Value::Null,
