@@ -158,6 +158,16 @@ impl Documents {
         })
     }
 
+    /// The version of an open document.
+    pub fn version(&self, uri: &str) -> Option<i32> {
+        self.lock().get(uri).map(|d| d.version)
+    }
+
+    /// The text and version of an open document.
+    pub fn snapshot(&self, uri: &str) -> Option<(String, i32)> {
+        self.lock().get(uri).map(|d| (d.text.text().to_owned(), d.version))
+    }
+
     /// The target of an open document.
     pub fn target(&self, uri: &str) -> Option<Target> {
         self.lock().get(uri).and_then(|d| d.target.clone())

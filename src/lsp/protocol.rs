@@ -9,7 +9,27 @@ use tower_lsp_server::jsonrpc;
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Error codes of spec/lsp.md §4.7 beyond JSON-RPC's own.
+pub const CONTENT_MODIFIED: i64 = -32801;
+pub const REQUEST_FAILED: i64 = -32803;
+pub const LLM_NOT_CONFIGURED: i64 = -33001;
+pub const LLM_UNAVAILABLE: i64 = -33002;
+pub const LLM_REQUEST_FAILED: i64 = -33003;
+pub const BUDGET_EXCEEDED: i64 = -33004;
 pub const INDEX_NOT_READY: i64 = -33005;
+pub const TOO_MANY_REQUESTS: i64 = -33006;
+
+/// An error with one of the codes above, a message for the user and machine-readable `data`.
+pub fn error(code: i64, message: impl Into<String>, data: Option<Value>) -> jsonrpc::Error {
+    jsonrpc::Error { code: jsonrpc::ErrorCode::ServerError(code), message: message.into().into(), data }
+}
+
+pub fn too_many_requests(limit: usize) -> jsonrpc::Error {
+    error(
+        TOO_MANY_REQUESTS,
+        format!("Aurora is already working on {limit} requests; wait for one to finish or cancel it."),
+        None,
+    )
+}
 
 /// An `IndexNotReady` error with its machine-readable reason.
 pub fn index_not_ready(message: impl Into<String>, reason: &str) -> jsonrpc::Error {
@@ -169,4 +189,40 @@ pub struct IndexingCount {
 pub struct StatusCommand {
     pub title: String,
     pub command: String,
+}
+
+/// The one argument of the edit and explain commands (spec/lsp.md §5.2).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionArgs {
+    pub text_document: lsp::VersionedTextDocumentIdentifier,
+    pub range: lsp::Range,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<String>,
+}
+
+/// `aurora.reindex`'s argument.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReindexArgs {
+    #[serde(default)]
+    pub folders: Option<Vec<String>>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `aurora.reindex`'s result: the passes' totals.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReindexResult {
+    pub files_indexed: u64,
+    pub files_unchanged: u64,
+    pub files_removed: u64,
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    pub chunks: u64,
+    pub ms: u64,
 }

@@ -14,6 +14,7 @@ use crate::index::indexer::{self, IndexRequest, IndexStats, Progress};
 use crate::index::lang::language_for;
 use crate::lsp::convert::Encoding;
 use crate::lsp::documents::{Documents, Target};
+use crate::lsp::jobs::Jobs;
 use crate::lsp::lsp;
 use crate::lsp::progress::WorkDone;
 use crate::memory::tokenize::Tokenizer;
@@ -120,6 +121,20 @@ pub(crate) struct ClientFlags {
     pub configuration_pull: bool,
     /// The client accepts a dynamic registration of `workspace/didChangeWatchedFiles`.
     pub watched_files_registration: bool,
+    /// `codeActionLiteralSupport`: actions, not bare commands.
+    pub code_action_literals: bool,
+    /// `CodeAction.disabled` is shown.
+    pub code_action_disabled_support: bool,
+    /// `WorkspaceEdit.documentChanges`.
+    pub document_changes: bool,
+    /// `resourceOperations` includes `create`.
+    pub create_files: bool,
+    /// `changeAnnotationSupport`: edits can ask for confirmation.
+    pub change_annotations: bool,
+    /// `window/showDocument`.
+    pub show_document: bool,
+    /// `experimental.aurora.answerView`: the client shows answers itself.
+    pub answer_view: bool,
 }
 
 /// The configuration layers the editor supplies (spec/lsp.md §7.1, layers 4 and 5).
@@ -150,6 +165,8 @@ pub(crate) struct Session {
     flush_turn: Mutex<()>,
     generation: AtomicU64,
     pub shutdown_requested: AtomicBool,
+    /// Long jobs: slots, queue and cancellation by progress token.
+    pub jobs: Arc<Jobs>,
 }
 
 impl Session {
@@ -168,6 +185,7 @@ impl Session {
             flush_turn: Mutex::new(()),
             generation: AtomicU64::new(0),
             shutdown_requested: AtomicBool::new(false),
+            jobs: Jobs::new(crate::lsp::jobs::DEFAULT_RUNNING),
         }
     }
 
@@ -425,11 +443,17 @@ impl Session {
     /// Runs the indexer over `scope` (the folder or one file in it) through the folder's writer,
     /// then rewrites the open buffers of the folder, which take precedence over the disk.
     /// Blocking.
-    fn run_index(&self, folder: &Arc<Folder>, scope: &Path, progress: &Progress) -> Result<IndexStats, String> {
+    fn run_index(
+        &self,
+        folder: &Arc<Folder>,
+        scope: &Path,
+        progress: &Progress,
+        rebuild: bool,
+    ) -> Result<IndexStats, String> {
         let writer = folder.writer().ok_or_else(|| "the store is not open".to_owned())?;
         let _turn = lock(&folder.index_turn);
         let config = self.config();
-        let req = IndexRequest { root: &folder.root, scope, store: &folder.store, config: &config, rebuild: false };
+        let req = IndexRequest { root: &folder.root, scope, store: &folder.store, config: &config, rebuild };
         let stats = indexer::index_with_writer(&req, progress, &writer).map_err(|e| format!("{e:#}"))?;
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.documents.mark_dirty_in(folder);
@@ -494,9 +518,16 @@ impl Session {
         self.index_pass(folder).await;
     }
 
-    /// One full pass over a folder, reported as `$/progress` ("Indexing 120/884 files").
+    /// A full pass over a folder (see [`Session::index_pass_with`]).
     pub async fn index_pass(self: Arc<Self>, folder: Arc<Folder>) {
+        let _ = self.index_pass_with(folder, false).await;
+    }
+
+    /// One full pass over a folder, reported as `$/progress` ("Indexing 120/884 files"); a
+    /// running pass is cancelled first. `rebuild` re-parses every file regardless of mtime and hash.
+    pub async fn index_pass_with(self: Arc<Self>, folder: Arc<Folder>, rebuild: bool) -> Result<IndexStats, String> {
         let progress = Arc::new(Progress::default());
+        lock(&folder.pass).cancel.store(true, Ordering::Relaxed);
         *lock(&folder.pass) = progress.clone();
         folder.set_state(FolderState::Indexing);
         let supported = lock(&self.flags).work_done_progress;
@@ -506,7 +537,7 @@ impl Session {
                 .await;
         let started = Instant::now();
         let (s, f, p) = (self.clone(), folder.clone(), progress.clone());
-        let mut job = tokio::task::spawn_blocking(move || s.run_index(&f, &f.root.clone(), &p));
+        let mut job = tokio::task::spawn_blocking(move || s.run_index(&f, &f.root.clone(), &p, rebuild));
         let multi = self.folders().len() > 1;
         let label = |done: u64, total: u64| {
             if multi {
@@ -533,24 +564,33 @@ impl Session {
         match result {
             Ok(Ok(stats)) => {
                 let skipped: u64 = stats.skipped.values().sum();
-                let message = format!(
-                    "Indexed {} files, {} chunks in {secs:.1} s ({skipped} skipped)",
-                    stats.indexed + stats.unchanged + stats.touched,
-                    stats.total_chunks
-                );
+                let message = if stats.cancelled {
+                    "Indexing restarted".to_owned()
+                } else {
+                    format!(
+                        "Indexed {} files, {} chunks in {secs:.1} s ({skipped} skipped)",
+                        stats.indexed + stats.unchanged + stats.touched,
+                        stats.total_chunks
+                    )
+                };
                 tracing::info!("{}: {message}", folder.name);
-                folder.set_state(FolderState::Ready);
+                if Arc::ptr_eq(&*lock(&folder.pass), &progress) {
+                    folder.set_state(FolderState::Ready);
+                }
                 work.end(message).await;
+                Ok(stats)
             }
             Ok(Err(e)) => {
                 tracing::error!("indexing {}: {e}", folder.name);
                 folder.set_state(FolderState::Error(e.clone()));
                 work.end(format!("Indexing failed: {e}")).await;
+                Err(e)
             }
             Err(e) => {
                 tracing::error!("indexing {} panicked: {e}", folder.name);
                 folder.set_state(FolderState::Error("indexing failed; details are in the Aurora log".into()));
                 work.end("Indexing failed; details are in the Aurora log.".into()).await;
+                Err("indexing failed; details are in the Aurora log".into())
             }
         }
     }
@@ -612,7 +652,7 @@ impl Session {
                 if language_for(&rel).is_none() || watch::is_ignored(&folder.root, &rel, false) {
                     continue;
                 }
-                if let Err(e) = self.run_index(folder, &path, &Progress::default()) {
+                if let Err(e) = self.run_index(folder, &path, &Progress::default(), false) {
                     tracing::warn!("indexing {rel}: {e}");
                 }
             } else if !path.exists() {
@@ -651,7 +691,7 @@ impl Session {
         let result = tokio::task::spawn_blocking(move || {
             let abs = target.folder.root.join(&target.rel);
             if abs.is_file() {
-                session.run_index(&target.folder, &abs, &Progress::default()).map(drop)
+                session.run_index(&target.folder, &abs, &Progress::default(), false).map(drop)
             } else {
                 // Closed without ever being saved: nothing of it stays.
                 session.apply_disk_changes(&target.folder, vec![abs]);
@@ -671,6 +711,7 @@ impl Session {
     /// Stops passes and watchers, writes pending buffers, and commits and checkpoints every store.
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutdown_requested.store(true, Ordering::Relaxed);
+        self.jobs.cancel_all();
         let folders = self.folders();
         for folder in &folders {
             folder.closed.store(true, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use serde_json::json;
 use tower_lsp_server::jsonrpc;
 
 use crate::lsp::convert::{self, Encoding};
+use crate::lsp::handlers::actions;
 use crate::lsp::lsp;
 use crate::lsp::protocol::PROTOCOL_VERSION;
 use crate::lsp::session::{ConfigLayer, Folder, Session};
@@ -32,6 +33,24 @@ pub(crate) async fn initialize(
             .and_then(|w| w.did_change_watched_files.as_ref())
             .and_then(|d| d.dynamic_registration)
             .unwrap_or(false);
+        let edit = workspace.and_then(|w| w.workspace_edit.as_ref());
+        flags.document_changes = edit.and_then(|e| e.document_changes).unwrap_or(false);
+        flags.create_files = edit
+            .and_then(|e| e.resource_operations.as_ref())
+            .is_some_and(|ops| ops.contains(&lsp::ResourceOperationKind::Create));
+        flags.change_annotations = edit.and_then(|e| e.change_annotation_support.as_ref()).is_some();
+        let code_action = params.capabilities.text_document.as_ref().and_then(|t| t.code_action.as_ref());
+        flags.code_action_literals = code_action.and_then(|c| c.code_action_literal_support.as_ref()).is_some();
+        flags.code_action_disabled_support = code_action.and_then(|c| c.disabled_support).unwrap_or(false);
+        flags.show_document =
+            params.capabilities.window.as_ref().and_then(|w| w.show_document.as_ref()).is_some_and(|s| s.support);
+        flags.answer_view = params
+            .capabilities
+            .experimental
+            .as_ref()
+            .and_then(|e| e.pointer("/aurora/answerView"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
     }
     session.set_layer(ConfigLayer::InitializationOptions, params.initialization_options.clone().unwrap_or_default());
     let s = session.clone();
@@ -48,6 +67,15 @@ pub(crate) async fn initialize(
             ..Default::default()
         })),
         workspace_symbol_provider: Some(lsp::OneOf::Left(true)),
+        code_action_provider: Some(lsp::CodeActionProviderCapability::Options(lsp::CodeActionOptions {
+            code_action_kinds: Some(actions::kinds()),
+            resolve_provider: Some(false),
+            work_done_progress_options: Default::default(),
+        })),
+        execute_command_provider: Some(lsp::ExecuteCommandOptions {
+            commands: actions::COMMANDS.iter().map(|c| (*c).to_owned()).collect(),
+            work_done_progress_options: lsp::WorkDoneProgressOptions { work_done_progress: Some(true) },
+        }),
         workspace: Some(lsp::WorkspaceServerCapabilities {
             workspace_folders: Some(lsp::WorkspaceFoldersServerCapabilities {
                 supported: Some(true),

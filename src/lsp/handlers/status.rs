@@ -96,8 +96,8 @@ fn build(session: &Session) -> StatusResult {
             sources: session.config_sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
             problems,
         },
-        active_requests: 0,
-        queued_requests: 0,
+        active_requests: session.jobs.counts().0,
+        queued_requests: session.jobs.counts().1,
     }
 }
 

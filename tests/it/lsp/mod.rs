@@ -1,6 +1,7 @@
 //! The language server over stdio: the real binary, driven by a small JSON-RPC client that
 //! answers the server's requests like an editor and checks every frame and response count.
 
+mod actions;
 mod edits;
 mod server;
 mod workspace;
@@ -129,11 +130,16 @@ impl TestServer {
                     "rootUri": null,
                     "capabilities": {
                         "general": { "positionEncodings": encodings },
-                        "window": { "workDoneProgress": setup.work_done_progress },
+                        "window": { "workDoneProgress": setup.work_done_progress, "showDocument": { "support": true } },
+                        "textDocument": { "codeAction": {
+                            "codeActionLiteralSupport": { "codeActionKind": { "valueSet": ["", "refactor", "source"] } },
+                            "disabledSupport": true
+                        } },
                         "workspace": {
                             "configuration": true,
                             "workspaceFolders": true,
-                            "didChangeWatchedFiles": { "dynamicRegistration": true }
+                            "didChangeWatchedFiles": { "dynamicRegistration": true },
+                            "workspaceEdit": { "documentChanges": true, "resourceOperations": ["create"] }
                         }
                     },
                     "workspaceFolders": folders,

@@ -120,12 +120,15 @@ fn folders_added_are_indexed_and_folders_removed_are_released() {
         (!found(&s.search("in_first_folder"), "in_first_folder")).then_some(())
     });
     // Its store stays on disk and its writer lock is released: the CLI can index it now.
-    let out = std::process::Command::new(crate::support::aurora_bin())
-        .args(["index", first.root().to_str().unwrap()])
-        .env("XDG_CONFIG_HOME", first.root())
-        .output()
-        .expect("aurora index runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first_root = first.root();
+    server.poll("the removed folder's store to be released", |_| {
+        let out = std::process::Command::new(crate::support::aurora_bin())
+            .args(["index", first_root.to_str().unwrap()])
+            .env("XDG_CONFIG_HOME", &first_root)
+            .output()
+            .expect("aurora index runs");
+        out.status.success().then_some(())
+    });
     assert!(server.shutdown().success());
 }
 
