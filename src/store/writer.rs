@@ -84,7 +84,37 @@ pub struct FtsDoc {
 #[derive(Clone, Debug)]
 pub struct ChunkWrite {
     pub chunk: Chunk,
-    pub fts: FtsDoc,
+    pub fts: Fts,
+}
+
+/// Makes a chunk's FTS document on the writer thread.
+pub type FtsMaker = std::sync::Arc<dyn Fn(&Chunk) -> FtsDoc + Send + Sync>;
+
+/// A chunk's FTS document, tokenised already (cold indexing tokenises on the parallel workers),
+/// or on demand (editor buffers: most chunks of a re-chunked buffer are unchanged, and the writer
+/// tokenises only the ones it inserts or updates).
+#[derive(Clone)]
+pub enum Fts {
+    Ready(FtsDoc),
+    Deferred(FtsMaker),
+}
+
+impl Fts {
+    fn doc(&self, chunk: &Chunk) -> std::borrow::Cow<'_, FtsDoc> {
+        match self {
+            Fts::Ready(doc) => std::borrow::Cow::Borrowed(doc),
+            Fts::Deferred(make) => std::borrow::Cow::Owned(make(chunk)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Fts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fts::Ready(doc) => f.debug_tuple("Ready").field(doc).finish(),
+            Fts::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -568,7 +598,7 @@ fn write_file(
         match stored.remove(&c.id.0) {
             None => {
                 if insert_chunk(conn, c, now)? {
-                    insert_fts(conn, c.id, &cw.fts)?;
+                    insert_fts(conn, c.id, &cw.fts.doc(c))?;
                     insert_edges(conn, c)?;
                     counts.inserted += 1;
                 } else {
@@ -592,7 +622,7 @@ fn write_file(
             Some(_) => {
                 if update_chunk(conn, c, now)? {
                     conn.prepare_cached("DELETE FROM chunks_fts WHERE rowid = ?1")?.execute([c.id.0])?;
-                    insert_fts(conn, c.id, &cw.fts)?;
+                    insert_fts(conn, c.id, &cw.fts.doc(c))?;
                     conn.prepare_cached("DELETE FROM edges WHERE src_chunk = ?1")?.execute([c.id.0])?;
                     insert_edges(conn, c)?;
                     counts.updated += 1;
