@@ -135,6 +135,8 @@ pub(crate) struct ClientFlags {
     pub show_document: bool,
     /// `experimental.aurora.answerView`: the client shows answers itself.
     pub answer_view: bool,
+    /// The editor's `processId`, watched so the server never outlives it.
+    pub editor_pid: Option<u32>,
 }
 
 /// The configuration layers the editor supplies (spec/lsp.md §7.1, layers 4 and 5).

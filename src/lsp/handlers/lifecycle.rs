@@ -34,6 +34,7 @@ pub(crate) async fn initialize(
             .and_then(|d| d.dynamic_registration)
             .unwrap_or(false);
         let edit = workspace.and_then(|w| w.workspace_edit.as_ref());
+        flags.editor_pid = params.process_id;
         flags.document_changes = edit.and_then(|e| e.document_changes).unwrap_or(false);
         flags.create_files = edit
             .and_then(|e| e.resource_operations.as_ref())
@@ -136,8 +137,33 @@ pub(crate) async fn initialized(session: &Arc<Session>) {
         super::workspace::register_watchers(session).await;
     }
     tokio::spawn(super::status::notifier(session.clone()));
+    if let Some(pid) = session.flags().editor_pid {
+        tokio::spawn(watch_editor(session.clone(), pid));
+    }
     for folder in session.folders() {
         tokio::spawn(session.clone().start_folder(folder));
+    }
+}
+
+/// The editor process is checked this often (spec/lsp.md §1.3).
+const EDITOR_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends the server (writes flushed, exit code 1) when the editor that started it is gone.
+async fn watch_editor(session: Arc<Session>, pid: u32) {
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    if !std::path::Path::new("/proc/self").exists() {
+        return; // no procfs: nothing to check with
+    }
+    loop {
+        tokio::time::sleep(EDITOR_CHECK).await;
+        if session.shutdown_requested.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if !proc_dir.exists() {
+            tracing::warn!("the editor (pid {pid}) is gone; writing pending changes and exiting");
+            session.shutdown().await;
+            std::process::exit(1);
+        }
     }
 }
 

@@ -48,11 +48,13 @@ pub struct Setup<'a> {
     pub init_options: Value,
     pub utf8: bool,
     pub work_done_progress: bool,
+    /// The `processId` the editor gives (`null` by default).
+    pub process_id: Option<u32>,
 }
 
 impl Default for Setup<'_> {
     fn default() -> Self {
-        Setup { root: None, init_options: Value::Null, utf8: false, work_done_progress: true }
+        Setup { root: None, init_options: Value::Null, utf8: false, work_done_progress: true, process_id: None }
     }
 }
 
@@ -126,7 +128,7 @@ impl TestServer {
             .request(
                 "initialize",
                 json!({
-                    "processId": null,
+                    "processId": setup.process_id,
                     "rootUri": null,
                     "capabilities": {
                         "general": { "positionEncodings": encodings },
