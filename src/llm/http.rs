@@ -728,7 +728,7 @@ mod tests {
             assert!(!format!("{request:?} {:?}", request.headers()).contains(key));
         }
         let bad = Endpoint { key: Some(SecretKey::new("sk-with\nnewline".into())), ..endpoint };
-        let err = bad.with_key(bad.client.post(bad.url("/x")), KeyHeader::ApiKey).err().expect("not a header value");
+        let err = bad.with_key(bad.client.post(bad.url("/x")), KeyHeader::ApiKey).expect_err("not a header value");
         assert_eq!(
             err.to_string(),
             "the llm settings are not usable: the key in $K contains characters that cannot be sent in an HTTP header; check its value"

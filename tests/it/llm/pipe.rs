@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use aurora::llm::http::MAX_REPLY_BYTES;
 use aurora::llm::{LlmClient, LlmConfig, LlmError, LlmRequest, ProviderKind, RetryPolicy, StreamEvent, TextStream};
 
 use super::{Plan, drain, env};
@@ -245,6 +246,23 @@ async fn what_the_program_leaves_running_ends_with_it() {
     assert_eq!(response.content, "done");
     let leftover = read_pid(&pid_file);
     assert!(wait_ended(&leftover).await, "{leftover} was left running");
+}
+
+#[tokio::test]
+async fn endless_output_is_stopped_at_the_limit_and_the_program_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let llm = pipe_script(dir.path(), &format!("cat >/dev/null; echo $$ > {}; yes", pid_file.display()));
+    let cancel = CancellationToken::new();
+    let err = tokio::time::timeout(EVENT_WAIT * 3, llm.complete(&request(), &cancel)).await.expect("stopped");
+    match err {
+        Err(LlmError::ResponseTooLarge { provider, what, limit_bytes }) => {
+            assert_eq!((provider.as_str(), what, limit_bytes), ("command", "the program's output", MAX_REPLY_BYTES));
+        }
+        other => panic!("expected ResponseTooLarge, got {other:?}"),
+    }
+    let pid = read_pid(&pid_file);
+    assert!(!PathBuf::from(format!("/proc/{pid}")).exists(), "process {pid} still exists");
 }
 
 #[tokio::test]

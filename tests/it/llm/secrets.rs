@@ -139,6 +139,15 @@ async fn errors_inside_a_stream_are_redacted() {
 }
 
 #[tokio::test]
+async fn an_error_inside_a_successful_ollama_reply_is_redacted() {
+    let echo = format!("proxy refused key {KEY}");
+    let server = FakeServer::start(vec![Step::json(200, &json!({"error": echo}))]).await;
+    let err =
+        client(Wire::Ollama, &server.url).complete(&request(), &CancellationToken::new()).await.expect_err("error");
+    assert_eq!(err.to_string(), "ollama: unexpected response: proxy refused key [redacted]");
+}
+
+#[tokio::test]
 async fn a_redirect_is_not_followed_so_the_key_never_leaves() {
     for (wire, status) in [(Wire::Anthropic, 307), (Wire::Anthropic, 301), (Wire::OpenAi, 308), (Wire::Ollama, 302)] {
         let elsewhere = FakeServer::start(vec![wire.text("stolen"), wire.text("stolen")]).await;
