@@ -226,3 +226,96 @@ pub struct ReindexResult {
     pub chunks: u64,
     pub ms: u64,
 }
+
+/// `aurora/ask` params (spec/lsp.md §4.2); the progress tokens are read separately.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AskParams {
+    #[serde(default)]
+    pub question: Option<String>,
+    #[serde(default)]
+    pub text_document: Option<lsp::TextDocumentIdentifier>,
+    #[serde(default)]
+    pub range: Option<lsp::Range>,
+    #[serde(default)]
+    pub position: Option<lsp::Position>,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub no_cache: bool,
+    #[serde(default)]
+    pub work_done_token: Option<lsp::ProgressToken>,
+    #[serde(default)]
+    pub partial_result_token: Option<lsp::ProgressToken>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Citation {
+    pub uri: lsp::Uri,
+    pub range: lsp::Range,
+    pub chunk_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Warning {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseTiming {
+    pub name: String,
+    pub ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AskResult {
+    pub conversation_id: String,
+    pub query_id: String,
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub confidence: f64,
+    pub complexity: String,
+    pub phases: Vec<PhaseTiming>,
+    pub usage: Usage,
+    pub cached: bool,
+    pub index_generation: u64,
+    pub partial: bool,
+    pub warnings: Vec<Warning>,
+}
+
+/// A piece of streamed answer text, sent as `$/progress` on the `partialResultToken`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AskPartialResult {
+    pub delta: String,
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
+}
+
+/// `workspace/applyEdit`'s outcome for an edit command (spec/lsp.md §5.4).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EditResult {
+    pub applied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    pub label: String,
+    pub files: Vec<lsp::Uri>,
+    pub usage: Usage,
+    pub phases: Vec<PhaseTiming>,
+    pub warnings: Vec<Warning>,
+}

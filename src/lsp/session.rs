@@ -26,6 +26,8 @@ use crate::workspace::watch::{self, WatchEvent, Watcher};
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 /// Indexing progress is polled this often; reports go out only when their text changes.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
+/// The store file under a running server is checked this often.
+const STORE_CHECK: Duration = Duration::from_secs(2);
 /// A store locked by another server is tried again this often (spec/lsp.md §3.5).
 const LOCK_RETRY: Duration = Duration::from_secs(10);
 /// Longest wait for the client's answer to `workspace/configuration`.
@@ -103,6 +105,36 @@ impl Folder {
         let rel = abs.strip_prefix(&self.root).ok()?;
         let text = rel.to_str()?.replace(std::path::MAIN_SEPARATOR, "/");
         (!text.is_empty()).then_some(text)
+    }
+}
+
+/// What is wrong with a store file that the server has open, if anything: gone, or not SQLite.
+fn store_problem(store: &StorePath) -> Option<&'static str> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    match std::fs::File::open(&store.db) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("was deleted"),
+        Err(_) => None, // unreadable for a moment: the next check decides
+        Ok(mut f) => match f.read_exact(&mut header) {
+            Ok(()) if &header == b"SQLite format 3\0" => None,
+            Ok(()) => Some("is damaged (not an SQLite database)"),
+            Err(_) => Some("is damaged (truncated)"),
+        },
+    }
+}
+
+/// Moves a damaged store and its WAL files aside (`memory.db.corrupt-<ms>`), for inspection.
+fn set_aside(store: &StorePath) {
+    let stamp = crate::store::now_ms();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", store.db.display()));
+        if from.exists() {
+            let to = PathBuf::from(format!("{}.corrupt-{stamp}{suffix}", store.db.display()));
+            if let Err(e) = std::fs::rename(&from, &to) {
+                tracing::warn!("setting {} aside: {e}; removing it", from.display());
+                let _ = std::fs::remove_file(&from);
+            }
+        }
     }
 }
 
@@ -517,7 +549,51 @@ impl Session {
             }
         }
         self.start_watcher(&folder);
+        tokio::spawn(self.clone().guard_store(folder.clone()));
         self.index_pass(folder).await;
+    }
+
+    /// Watches the store file under the running server: deleted, or no longer an SQLite database
+    /// (overwritten, truncated), it is set aside and rebuilt from the workspace, with a message.
+    async fn guard_store(self: Arc<Self>, folder: Arc<Folder>) {
+        loop {
+            tokio::time::sleep(STORE_CHECK).await;
+            if folder.closed.load(Ordering::Relaxed) || self.shutdown_requested.load(Ordering::Relaxed) {
+                return;
+            }
+            if folder.writer().is_none() {
+                continue;
+            }
+            let Some(problem) = store_problem(&folder.store) else { continue };
+            tracing::error!("the index of {} {problem}; rebuilding it", folder.name);
+            let message = format!("The Aurora index of '{}' {problem}; it is being rebuilt.", folder.name);
+            let client = self.client.clone();
+            tokio::spawn(async move { client.show_message(lsp::MessageType::WARNING, message).await });
+            folder.set_state(FolderState::Opening);
+            let (s, f) = (self.clone(), folder.clone());
+            let reopened = tokio::task::spawn_blocking(move || {
+                let _turn = lock(&f.index_turn);
+                drop(lock(&f.writer).take());
+                set_aside(&f.store);
+                s.open_store(&f)
+            })
+            .await;
+            match reopened {
+                Ok(Ok(())) => {
+                    let _ = self.clone().index_pass_with(folder.clone(), true).await;
+                }
+                Ok(Err(OpenFailure::Failed(e) | OpenFailure::Locked(e))) => {
+                    tracing::error!("{e}");
+                    folder.set_state(FolderState::Error(e));
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("rebuilding the store of {}: {e}", folder.name);
+                    folder.set_state(FolderState::Error("rebuilding the index failed".into()));
+                    return;
+                }
+            }
+        }
     }
 
     /// A full pass over a folder (see [`Session::index_pass_with`]).

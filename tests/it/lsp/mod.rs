@@ -3,6 +3,7 @@
 
 mod actions;
 mod edits;
+mod faults;
 mod server;
 mod workspace;
 
