@@ -16,5 +16,6 @@ pub mod llm;
 pub mod logging;
 pub mod lsp;
 pub mod memory;
+pub mod soar;
 pub mod store;
 pub mod workspace;

@@ -4,6 +4,7 @@
 //! `<root>/.aurora/config.toml`. The `llm` and `budget` sections are typed in `llm::config`. Layers merge key by key; a problem in one key never discards the
 //! rest: the key falls back to the lower layer and a [`Problem`] says why.
 
+mod soar;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use soar::*;
 pub use validate::Problem;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -22,6 +24,8 @@ pub struct Config {
     pub budget: crate::llm::config::BudgetConfig,
     /// Editor-facing search settings (spec/lsp.md §7.2).
     pub search: SearchConfig,
+    /// The SOAR pipeline (spec/soar.md §18).
+    pub soar: SoarConfig,
 }
 
 /// Settings of the language server's search features (spec/lsp.md §7.2).
@@ -256,8 +260,9 @@ impl Config {
             add_file(&mut builder, &root.join(".aurora").join("config.toml"), true)?;
         }
         for (source, value) in layers {
-            // A value that is not an object sets nothing (the caller reports its shape).
-            builder.add_layer(source, value, false);
+            // A value that is not an object sets nothing (the caller reports its shape). Client
+            // settings may not configure commands for SOAR to run (spec/soar.md §8.4).
+            builder.add_client_layer(source, value);
         }
         Ok(builder.finish())
     }

@@ -29,7 +29,11 @@ pub(super) struct Builder {
 }
 
 /// Keys that could redirect code or secrets, or run a program (spec/lsp.md §7.1).
-const RESTRICTED_KEYS: [&str; 4] = ["llm.baseUrl", "llm.apiKeyEnv", "llm.command", "logging.file"];
+const RESTRICTED_KEYS: [&str; 5] =
+    ["llm.baseUrl", "llm.apiKeyEnv", "llm.command", "logging.file", "soar.agents.external"];
+
+/// Keys editor settings may not set either: they make Aurora run a program (spec/soar.md §8.4).
+const CLIENT_RESTRICTED_KEYS: [&str; 1] = ["soar.agents.external"];
 
 /// Key names that suggest a secret was written into a settings file.
 const SECRET_WORDS: [&str; 4] = ["apikey", "token", "password", "secret"];
@@ -63,17 +67,26 @@ impl Builder {
         }
     }
 
+    /// Merges a layer of client (editor) settings: like [`Builder::add_layer`], but keys that would
+    /// make Aurora run a program are ignored with a problem.
+    pub(super) fn add_client_layer(&mut self, source: &str, layer: &Value) {
+        self.add_layer_with(source, layer, &CLIENT_RESTRICTED_KEYS, "editor settings");
+    }
+
     /// Merges one layer (a JSON object shaped like the settings tree) over the current value.
     pub(super) fn add_layer(&mut self, source: &str, layer: &Value, restricted: bool) {
+        let keys: &[&str] = if restricted { &RESTRICTED_KEYS } else { &[] };
+        self.add_layer_with(source, layer, keys, "a folder's");
+    }
+
+    /// `origin` completes "may only be set in your user configuration, not in …".
+    fn add_layer_with(&mut self, source: &str, layer: &Value, restricted: &[&str], origin: &str) {
         let mut leaves = Vec::new();
         collect_leaves(layer, String::new(), &mut leaves);
         for (key, value) in leaves {
-            if restricted && RESTRICTED_KEYS.contains(&key.as_str()) {
-                self.problem(
-                    source,
-                    &key,
-                    "may only be set in your user configuration, not in a folder's; ignored".into(),
-                );
+            if restricted.contains(&key.as_str()) {
+                let message = format!("may only be set in your user configuration, not in {origin}; ignored");
+                self.problem(source, &key, message);
                 continue;
             }
             self.add_leaf(source, &key, value);
@@ -85,8 +98,9 @@ impl Builder {
             return; // "not set in this layer"
         }
         let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-        // `llm.apiKeyEnv` names a variable; anything else named like a key holds one.
-        if SECRET_WORDS.iter().any(|w| last.contains(w)) && !last.ends_with("env") {
+        // `llm.apiKeyEnv` names a variable and `maxTokens` counts them; anything else named like a
+        // key holds one.
+        if SECRET_WORDS.iter().any(|w| last.contains(w)) && !last.ends_with("env") && !last.ends_with("tokens") {
             self.problem(
                 source,
                 key,
@@ -162,6 +176,7 @@ fn range_problem(c: &Config, key: &str) -> Option<String> {
         k if k.starts_with("budget.") => {
             return c.budget.validate().into_iter().find(|p| p.key == k).map(|p| p.message);
         }
+        k if k.starts_with("soar.") => return super::soar::range_problem(&c.soar, k),
         _ => false,
     };
     bad.then(|| "out of range".to_owned())

@@ -18,7 +18,7 @@ use crate::index::chunk::{Chunk, ChunkedFile, Language};
 use crate::index::lang::{language_for, python};
 use crate::memory::tokenize::Tokenizer;
 use crate::store::read::{self, StoredFile};
-use crate::store::writer::{ChunkCounts, ChunkWrite, FileRow, FileStatus, FtsDoc, Op, Origin, Writer};
+use crate::store::writer::{ChunkCounts, ChunkWrite, FileRow, FileStatus, Fts, FtsDoc, FtsMaker, Op, Origin, Writer};
 use crate::store::{StoreError, StorePath};
 use crate::workspace::walk::{self, SkipReason, Walked};
 
@@ -287,9 +287,16 @@ pub fn index_with_writer(
 
 /// The writer op for the text of an editor buffer at relative `path` (origin `buffer`): what the
 /// language server writes for unsaved text. The file's `mtime_ns` is 0 and its size is the
-/// text's, so the next reconcile re-reads the file from disk. `None` when the path is not of an
-/// indexed language or parsing ran over `indexing.parseTimeoutMs`.
-pub fn buffer_op(path: &str, text: &str, config: &Config) -> Option<Op> {
+/// text's, so the next reconcile re-reads the file from disk. `old_tree` is the previous parse
+/// of the buffer with every edit since applied (`Tree::edit`): only the edited regions are parsed
+/// again. Returns the op and the new tree; `None` when the path is not of an indexed language or
+/// parsing ran over `indexing.parseTimeoutMs`.
+pub fn buffer_op(
+    path: &str,
+    text: &str,
+    old_tree: Option<&tree_sitter::Tree>,
+    config: &Config,
+) -> Option<(Op, tree_sitter::Tree)> {
     language_for(path)?;
     let cfg = &config.indexing;
     let tokenizer = Tokenizer::new(config.memory.tokenizer.stemming);
@@ -300,13 +307,28 @@ pub fn buffer_op(path: &str, text: &str, config: &Config) -> Option<Op> {
     };
     let totals = Totals::default();
     let ctx = WorkerCtx { cfg, opts: &opts, tokenizer: &tokenizer, totals: &totals };
-    let chunked = PARSER.with(|p| python::chunk_file(&mut p.borrow_mut(), path, text, &opts)).ok()?;
+    let started = Instant::now();
+    let tree = PARSER.with(|p| python::reparse(&mut p.borrow_mut(), text, old_tree, opts.parse_timeout_ms)).ok()?;
+    let parsed = started.elapsed();
+    let chunked = python::chunk_tree(&tree, path, text, &opts);
+    tracing::debug!(
+        "buffer {path}: {} parse {:.2} ms, chunk {:.2} ms",
+        if old_tree.is_some() { "incremental" } else { "full" },
+        parsed.as_secs_f64() * 1e3,
+        (started.elapsed() - parsed).as_secs_f64() * 1e3
+    );
     let file = Walked { path: path.to_owned(), abs: PathBuf::new(), size: text.len() as u64, mtime_ns: 0 };
-    let mut op = ctx.file_op(&file, *blake3::hash(text.as_bytes()).as_bytes(), false, chunked);
+    // Most chunks of a re-chunked buffer are unchanged: the writer tokenises only the ones it
+    // inserts or updates.
+    let path_doc = path_document(&tokenizer, path);
+    let index_docstrings = opts.index_docstrings;
+    let owned = Tokenizer::new(config.memory.tokenizer.stemming);
+    let make: FtsMaker = Arc::new(move |chunk: &Chunk| fts_doc(&owned, chunk, &path_doc, index_docstrings));
+    let mut op = ctx.file_op(&file, *blake3::hash(text.as_bytes()).as_bytes(), false, chunked, Some(make));
     if let Op::File { row, .. } = &mut op {
         row.origin = Origin::Buffer;
     }
-    Some(op)
+    Some((op, tree))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -434,7 +456,7 @@ impl WorkerCtx<'_> {
                 format!("parsing took over indexing.parseTimeoutMs = {}", self.cfg.parse_timeout_ms),
             );
         };
-        let op = self.file_op(file, hash, lossy, chunked);
+        let op = self.file_op(file, hash, lossy, chunked, None);
         self.totals.parse_ns.fetch_add(t_parse.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.totals.indexed.fetch_add(1, Ordering::Relaxed);
         if lossy {
@@ -444,7 +466,16 @@ impl WorkerCtx<'_> {
         Some(op)
     }
 
-    fn file_op(&self, file: &Walked, hash: [u8; 32], lossy: bool, chunked: ChunkedFile) -> Op {
+    /// The op for a parsed file. With `deferred`, FTS documents are made by the writer, only for
+    /// the chunks it inserts or updates; else they are made here.
+    fn file_op(
+        &self,
+        file: &Walked,
+        hash: [u8; 32],
+        lossy: bool,
+        chunked: ChunkedFile,
+        deferred: Option<FtsMaker>,
+    ) -> Op {
         let errors = chunked.syntax_errors;
         let (status, reason, error) = if errors == 0 {
             (FileStatus::Ok, None, None)
@@ -459,8 +490,16 @@ impl WorkerCtx<'_> {
             )
         };
         let path_doc = path_document(self.tokenizer, &file.path);
-        let chunks =
-            chunked.chunks.into_iter().map(|chunk| fts_document(self.tokenizer, chunk, &path_doc, self.opts)).collect();
+        let chunks = match deferred {
+            Some(make) => {
+                chunked.chunks.into_iter().map(|chunk| ChunkWrite { chunk, fts: Fts::Deferred(make.clone()) }).collect()
+            }
+            None => chunked
+                .chunks
+                .into_iter()
+                .map(|chunk| fts_document(self.tokenizer, chunk, &path_doc, self.opts))
+                .collect(),
+        };
         Op::File {
             row: FileRow {
                 path: file.path.clone(),
@@ -505,6 +544,12 @@ fn path_document(tokenizer: &Tokenizer, path: &str) -> String {
 
 /// The FTS document of a chunk (spec/memory.md §3.6); tokenising happens here, on the worker.
 pub fn fts_document(tokenizer: &Tokenizer, chunk: Chunk, path_doc: &str, opts: &python::ChunkOptions) -> ChunkWrite {
+    let fts = fts_doc(tokenizer, &chunk, path_doc, opts.index_docstrings);
+    ChunkWrite { chunk, fts: Fts::Ready(fts) }
+}
+
+/// The FTS columns of one chunk.
+fn fts_doc(tokenizer: &Tokenizer, chunk: &Chunk, path_doc: &str, index_docstrings: bool) -> FtsDoc {
     let mut fts = FtsDoc { path: path_doc.to_owned(), ..FtsDoc::default() };
     // A module's dotted name repeats its path, which has its own column: the name alone here.
     let name = if chunk.kind == crate::index::chunk::ChunkKind::Module { &chunk.name } else { &chunk.qualified_name };
@@ -515,14 +560,12 @@ pub fn fts_document(tokenizer: &Tokenizer, chunk: Chunk, path_doc: &str, opts: &
     for d in &chunk.decorators {
         tokenizer.push_document(d, &mut fts.signature);
     }
-    if opts.index_docstrings
-        && let Some(doc) = &chunk.docstring
-    {
+    if index_docstrings && let Some(doc) = &chunk.docstring {
         tokenizer.push_document(doc, &mut fts.doc);
     }
     tokenizer.push_document(&chunk.words.body, &mut fts.body);
     tokenizer.push_document(&chunk.words.text, &mut fts.text);
-    ChunkWrite { chunk, fts }
+    fts
 }
 
 /// What a run added to a writer's running totals.

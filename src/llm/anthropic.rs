@@ -5,7 +5,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::llm::http::{self, Attempt, Decoder, Endpoint, Frame, Framing};
+use crate::llm::http::{self, Attempt, Decoder, Endpoint, Frame, Framing, KeyHeader};
 use crate::llm::{LlmClient, LlmError, LlmRequest, LlmResponse, OutputKind, TextStream, Usage};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -56,25 +56,22 @@ impl Anthropic {
         req.model.as_deref().unwrap_or(&self.endpoint.default_model)
     }
 
-    fn request(&self, body: &Value) -> reqwest::RequestBuilder {
-        let mut builder = self
+    fn request(&self, body: &Value) -> Result<reqwest::RequestBuilder, LlmError> {
+        let builder = self
             .endpoint
             .client
             .post(self.endpoint.url("/v1/messages"))
             .header("anthropic-version", API_VERSION)
             .json(body);
-        if let Some(key) = &self.endpoint.key {
-            builder = builder.header("x-api-key", key.expose());
-        }
-        builder
+        self.endpoint.with_key(builder, KeyHeader::ApiKey)
     }
 
     async fn complete_inner(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<LlmResponse, LlmError> {
-        let attempt = Attempt::new(req.timeout, cancel);
+        let attempt = Attempt::new(self.endpoint.timeout(req), cancel);
         tracing::debug!(model = self.model(req), role = %req.role, "anthropic request");
         let body = self.body(req, false);
         tracing::trace!(body = %body, "anthropic request body");
-        let response = self.endpoint.send(self.request(&body), self.model(req), &attempt).await?;
+        let response = self.endpoint.send(self.request(&body)?, self.model(req), &attempt).await?;
         let value = self.endpoint.read_json(response, &attempt).await?;
         tracing::trace!(body = %value, "anthropic response body");
         let mut content = String::new();
@@ -100,10 +97,10 @@ impl Anthropic {
     }
 
     async fn stream_inner(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<TextStream, LlmError> {
-        let attempt = Attempt::new(req.timeout, cancel);
+        let attempt = Attempt::new(self.endpoint.timeout(req), cancel);
         tracing::debug!(model = self.model(req), role = %req.role, "anthropic streamed request");
         let body = self.body(req, true);
-        let response = self.endpoint.send(self.request(&body), self.model(req), &attempt).await?;
+        let response = self.endpoint.send(self.request(&body)?, self.model(req), &attempt).await?;
         let decoder = SseDecoder { provider: self.endpoint.provider, ..SseDecoder::default() };
         Ok(http::decode_stream(&self.endpoint, response, Framing::Sse, decoder, attempt))
     }
@@ -123,7 +120,7 @@ impl LlmClient for Anthropic {
         req: &'a LlmRequest,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<LlmResponse, LlmError>> {
-        self.complete_inner(req, cancel).boxed()
+        self.complete_inner(req, cancel).map(|r| r.map_err(|e| self.endpoint.redact_error(e))).boxed()
     }
 
     fn stream<'a>(
@@ -131,7 +128,8 @@ impl LlmClient for Anthropic {
         req: &'a LlmRequest,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<TextStream, LlmError>> {
-        self.stream_inner(req, cancel).boxed()
+        // Errors inside the stream are redacted by `http::decode_stream`.
+        self.stream_inner(req, cancel).map(|r| r.map_err(|e| self.endpoint.redact_error(e))).boxed()
     }
 }
 

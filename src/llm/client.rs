@@ -1,6 +1,8 @@
 //! `Llm`, the client the rest of Aurora holds: a provider built from `llm.*` behind the budget gate,
 //! transport retries, pricing and usage records; and `check`, the one-request probe behind `aurora doctor`.
 
+use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::llm::anthropic::Anthropic;
-use crate::llm::budget::{Budget, UsageRecord};
+use crate::llm::budget::{Budget, Reservation, UsageRecord};
 use crate::llm::http::{Endpoint, build_client, elapsed_ms};
 use crate::llm::json::{self, JsonReply, StructuredOutput};
 use crate::llm::ollama::Ollama;
@@ -21,19 +23,28 @@ use crate::llm::{
 };
 
 /// The façade over one provider. Every call: is refused with [`LlmError::BudgetExceeded`] before anything is
-/// sent if its estimate would pass a cap; is retried on transient errors; comes back priced; and is recorded
-/// in the budget's usage log, failures included.
+/// sent if its estimate would pass a cap, counting calls still in flight; is retried on transient errors;
+/// comes back priced, with [`Usage::budget_warning`] set past the soft limit; and is recorded in the budget's
+/// usage log, failures, cancellations and dropped streams included.
 pub struct Llm {
     inner: Arc<dyn LlmClient>,
     retry: RetryPolicy,
     prices: Arc<PriceTable>,
     budget: Option<Arc<Budget>>,
+    /// The timeout of requests that set none; `None` leaves it to the provider.
+    request_timeout: Option<Duration>,
 }
 
 impl Llm {
     /// Wraps `inner` with the default retry policy and prices, and no budget.
     pub fn new(inner: Arc<dyn LlmClient>) -> Llm {
-        Llm { inner, retry: RetryPolicy::default(), prices: Arc::new(PriceTable::default()), budget: None }
+        Llm {
+            inner,
+            retry: RetryPolicy::default(),
+            prices: Arc::new(PriceTable::default()),
+            budget: None,
+            request_timeout: None,
+        }
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Llm {
@@ -51,12 +62,19 @@ impl Llm {
         self
     }
 
+    /// The timeout of one attempt of a request that sets none.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Llm {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
     pub fn budget(&self) -> Option<&Arc<Budget>> {
         self.budget.as_ref()
     }
 
-    /// The configured provider with `llm.maxRetries`, and local servers priced as free. `env` reads an
-    /// environment variable (injected so tests never touch the process environment).
+    /// The configured provider with `llm.maxRetries`, `llm.timeouts.requestMs` for requests that set no
+    /// timeout, and local servers priced as free. `env` reads an environment variable (injected so tests
+    /// never touch the process environment).
     pub fn from_config(cfg: &LlmConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Llm, LlmError> {
         let inner = provider_from_config(cfg, env)?;
         let mut prices = PriceTable::default();
@@ -64,7 +82,10 @@ impl Llm {
             prices = prices.with_free_provider("openai");
         }
         let retry = RetryPolicy { max_retries: cfg.max_retries, ..RetryPolicy::default() };
-        Ok(Llm::new(inner).with_retry(retry).with_prices(prices))
+        Ok(Llm::new(inner)
+            .with_retry(retry)
+            .with_prices(prices)
+            .with_request_timeout(Duration::from_millis(cfg.timeouts.request_ms)))
     }
 
     /// A typed, validated JSON reply with one repair call (see [`crate::llm::json::complete_json`]).
@@ -79,61 +100,67 @@ impl Llm {
     /// Cost estimate of a call before it is made: about four characters per input token, and half of
     /// `max_tokens` out (spec/soar.md §15).
     pub fn estimate_usd(&self, req: &LlmRequest) -> f64 {
-        let model = req.model.as_deref().unwrap_or(self.inner.default_model());
-        let input = (req.prompt_chars() as u64).div_ceil(4);
-        self.prices.estimate(self.inner.provider(), model, input, u64::from(req.max_tokens / 2))
+        self.estimate(req).0
     }
 
-    fn gate(&self, req: &LlmRequest) -> Result<(), LlmError> {
-        if let Some(budget) = &self.budget {
-            budget.check(req.query_id.as_ref(), self.estimate_usd(req))?;
+    /// The estimate and whether the model's price is known.
+    fn estimate(&self, req: &LlmRequest) -> (f64, bool) {
+        let model = req.model.as_deref().unwrap_or(self.inner.default_model());
+        let (price, known) = self.prices.price(self.inner.provider(), model);
+        let input = (req.prompt_chars() as u64).div_ceil(4);
+        (price.cost(input, u64::from(req.max_tokens / 2)), known)
+    }
+
+    /// `req` with the default timeout filled in, if it set none and this client has one.
+    fn resolve<'r>(&self, req: &'r LlmRequest) -> Cow<'r, LlmRequest> {
+        match self.request_timeout {
+            Some(timeout) if req.timeout.is_zero() => Cow::Owned(req.clone().with_timeout(timeout)),
+            _ => Cow::Borrowed(req),
         }
-        Ok(())
     }
 
     async fn complete_inner(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<LlmResponse, LlmError> {
-        self.gate(req)?;
-        let started = Instant::now();
-        let result = self.retry.run(cancel, |_| self.inner.complete(req, cancel)).await;
-        let recorder = Recorder::new(self, req);
-        match result {
+        let req = self.resolve(req);
+        let mut call = Call::start(self, &req)?;
+        match self.retry.run(cancel, |_| self.inner.complete(&req, cancel)).await {
             Ok(mut response) => {
-                self.prices.apply(&response.provider, &response.model, &mut response.usage);
-                recorder.record(Ok(&response), started);
+                call.succeeded(&mut response);
                 Ok(response)
             }
             Err(e) => {
-                recorder.record(Err(&e), started);
+                call.failed(&e);
                 Err(e)
             }
         }
     }
 
     async fn stream_inner(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<TextStream, LlmError> {
-        self.gate(req)?;
-        let started = Instant::now();
-        let recorder = Recorder::new(self, req);
-        let stream = match self.retry.run(cancel, |_| self.inner.stream(req, cancel)).await {
+        let req = self.resolve(req);
+        let mut call = Call::start(self, &req)?;
+        let stream = match self.retry.run(cancel, |_| self.inner.stream(&req, cancel)).await {
             Ok(stream) => stream,
             Err(e) => {
-                recorder.record(Err(&e), started);
+                call.failed(&e);
                 return Err(e);
             }
         };
-        let prices = Arc::clone(&self.prices);
+        // From here the provider is generating: whatever ends the stream, including the caller dropping it,
+        // is recorded by `call`, which the stream owns.
+        call.accepted = true;
         Ok(stream
-            .map(move |event| {
-                match &event {
-                    Ok(StreamEvent::Done(response)) => {
-                        let mut response = response.clone();
-                        prices.apply(&response.provider, &response.model, &mut response.usage);
-                        recorder.record(Ok(&response), started);
-                        return Ok(StreamEvent::Done(response));
-                    }
-                    Err(e) => recorder.record(Err(e), started),
-                    Ok(StreamEvent::Delta(_)) => {}
+            .map(move |event| match event {
+                Ok(StreamEvent::Delta(delta)) => {
+                    call.received_bytes += delta.len();
+                    Ok(StreamEvent::Delta(delta))
                 }
-                event
+                Ok(StreamEvent::Done(mut response)) => {
+                    call.succeeded(&mut response);
+                    Ok(StreamEvent::Done(response))
+                }
+                Err(e) => {
+                    call.failed(&e);
+                    Err(e)
+                }
             })
             .boxed())
     }
@@ -165,14 +192,32 @@ impl LlmClient for Llm {
     }
 }
 
-/// Writes the usage record of one call to the budget, if there is one.
-struct Recorder {
+/// One call through [`Llm`]: its budget reservation and its usage record, written exactly once — when it
+/// succeeds, fails, or is dropped unfinished (a dropped `complete` future or stream).
+struct Call {
     budget: Option<Arc<Budget>>,
+    reservation: Option<Reservation>,
+    prices: Arc<PriceTable>,
     template: UsageRecord,
+    started: Instant,
+    prompt_bytes: usize,
+    /// Reply text received so far on a stream, for an estimate if the stream does not finish.
+    received_bytes: usize,
+    /// True once a stream was accepted, so that the provider has started to generate.
+    accepted: bool,
+    finished: bool,
 }
 
-impl Recorder {
-    fn new(llm: &Llm, req: &LlmRequest) -> Recorder {
+impl Call {
+    /// Admits the call against the budget (holding its estimate) and prepares its usage record.
+    fn start(llm: &Llm, req: &LlmRequest) -> Result<Call, LlmError> {
+        let reservation = match &llm.budget {
+            Some(budget) => {
+                let (estimate, price_known) = llm.estimate(req);
+                Some(budget.reserve(req.query_id.as_ref(), estimate, price_known)?)
+            }
+            None => None,
+        };
         let template = UsageRecord {
             at_ms: 0,
             query_id: req.query_id.as_ref().map(|q| q.0.clone()),
@@ -189,28 +234,77 @@ impl Recorder {
             duration_ms: 0,
             status: String::new(),
         };
-        Recorder { budget: llm.budget.clone(), template }
+        Ok(Call {
+            budget: llm.budget.clone(),
+            reservation,
+            prices: Arc::clone(&llm.prices),
+            template,
+            started: Instant::now(),
+            prompt_bytes: req.prompt_chars(),
+            received_bytes: 0,
+            accepted: false,
+            finished: false,
+        })
     }
 
-    fn record(&self, outcome: Result<&LlmResponse, &LlmError>, started: Instant) {
+    /// Prices `response`, sets its budget warning, and records it.
+    fn succeeded(&mut self, response: &mut LlmResponse) {
+        self.prices.apply(&response.provider, &response.model, &mut response.usage);
+        response.usage.budget_warning = self.reservation.as_ref().and_then(|r| r.warning().cloned());
+        self.template.model = response.model.clone();
+        self.finish("ok", &response.usage);
+    }
+
+    /// Records a failure. One that may have cost tokens (a cancelled, timed-out or broken call, or any
+    /// failure of an accepted stream) is recorded at a price estimated from the text sent and received.
+    fn failed(&mut self, e: &LlmError) {
+        let usage = if self.accepted || may_have_consumed(e) { self.estimated_usage() } else { Usage::default() };
+        self.finish(e.status_name(), &usage);
+    }
+
+    fn estimated_usage(&self) -> Usage {
+        let mut usage = Usage::estimate(self.prompt_bytes, self.received_bytes);
+        self.prices.apply(&self.template.provider, &self.template.model, &mut usage);
+        usage
+    }
+
+    fn finish(&mut self, status: &str, usage: &Usage) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let reservation = self.reservation.take();
         let Some(budget) = &self.budget else { return };
         let mut record = self.template.clone();
         record.at_ms = budget.now_ms();
-        record.duration_ms = elapsed_ms(started);
-        match outcome {
-            Ok(response) => {
-                let Usage { input_tokens, output_tokens, estimated, cost_usd, price_known } = response.usage.clone();
-                record.model = response.model.clone();
-                record.input_tokens = input_tokens;
-                record.output_tokens = output_tokens;
-                record.estimated = estimated;
-                record.cost_usd = cost_usd;
-                record.price_known = price_known;
-                record.status = "ok".into();
-            }
-            Err(e) => record.status = e.status_name().into(),
+        record.duration_ms = elapsed_ms(self.started);
+        record.input_tokens = usage.input_tokens;
+        record.output_tokens = usage.output_tokens;
+        record.estimated = usage.estimated;
+        record.cost_usd = usage.cost_usd;
+        record.price_known = usage.price_known;
+        record.status = status.to_owned();
+        match reservation {
+            Some(reservation) => reservation.settle(&record),
+            None => budget.record(&record),
         }
-        budget.record(&record);
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished {
+            let usage = self.estimated_usage();
+            self.finish("dropped", &usage);
+        }
+    }
+}
+
+/// Whether a failed call may still have been billed: it was cut short after the request went out.
+fn may_have_consumed(e: &LlmError) -> bool {
+    match e {
+        LlmError::Cancelled | LlmError::Timeout { .. } | LlmError::StreamInterrupted { .. } => true,
+        LlmError::RetriesExhausted { last, .. } => may_have_consumed(last),
+        _ => false,
     }
 }
 
@@ -232,6 +326,7 @@ pub fn provider_from_config(
             key,
             key_env,
             default_model: cfg.solving_model().to_owned(),
+            request_timeout: Duration::from_millis(timeouts.request_ms),
             client: build_client(Duration::from_millis(timeouts.connect_ms), Duration::from_millis(timeouts.idle_ms))?,
         })
     };
@@ -260,21 +355,28 @@ pub fn provider_from_config(
             let (key, env) = key(false)?;
             Arc::new(Ollama::new(endpoint(key, env)?))
         }
-        ProviderKind::Command => Arc::new(Pipe::new(cfg.command.clone(), cfg.solving_model())?),
+        ProviderKind::Command => Arc::new(
+            Pipe::new(cfg.command.clone(), cfg.solving_model())?
+                .with_request_timeout(Duration::from_millis(cfg.timeouts.request_ms)),
+        ),
     })
 }
 
-/// True for `localhost`, `127.x.y.z` and `[::1]` URLs.
+/// True when `url` names this machine: the host `localhost`, or an IP address in 127.0.0.0/8 or `::1` (also
+/// IPv4-mapped). The host is taken from the parsed URL, so `http://127.evil.com` or `http://localhost.evil.com`
+/// are not loopback; neither is anything that does not parse.
 pub fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') {
-        host.split(']').next().map(|h| h.trim_start_matches('[')).unwrap_or_default()
-    } else {
-        host.split(':').next().unwrap_or_default()
-    };
-    host.eq_ignore_ascii_case("localhost") || host.starts_with("127.") || host == "::1"
+    let Ok(url) = reqwest::Url::parse(url) else { return false };
+    let Some(host) = url.host_str() else { return false };
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    // IPv6 hosts come bracketed; the URL parser has already normalised IPv4 forms such as `127.1` or `0x7f.1`.
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(IpAddr::V6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Err(_) => false,
+    }
 }
 
 /// What `aurora doctor`/`llm-check` shows when the provider answered.
@@ -318,11 +420,36 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for url in ["http://localhost:8080/v1", "http://127.0.0.1:11434", "http://[::1]:9000/", "http://u:p@localhost"]
-        {
+        for url in [
+            "http://localhost:8080/v1",
+            "http://LOCALHOST",
+            "http://localhost./v1",
+            "http://127.0.0.1:11434",
+            "http://127.255.3.4",
+            "http://127.1:8080",
+            "http://0x7f.0.0.1/",
+            "http://[::1]:9000/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://u:p@localhost",
+            "http://evil.com@127.0.0.1/",
+        ] {
             assert!(is_loopback(url), "{url}");
         }
-        for url in ["https://api.openai.com/v1", "http://10.0.0.2:8000", "http://localhost.example.com"] {
+        for url in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.2:8000",
+            "http://localhost.example.com",
+            "http://127.evil.com",
+            "http://127.0.0.1.nip.io:8080",
+            "http://127.0.0.1@evil.com/",
+            "http://localhost@evil.com",
+            "http://[::2]/",
+            "http://0.0.0.0:8080",
+            "127.0.0.1:8080",
+            "localhost",
+            "not a url",
+            "",
+        ] {
             assert!(!is_loopback(url), "{url}");
         }
     }

@@ -42,7 +42,7 @@ impl fmt::Display for ProviderKind {
 pub struct LlmTimeouts {
     /// Establishing the connection.
     pub connect_ms: u64,
-    /// One attempt of one call, streaming included.
+    /// One attempt of one call, streaming included, for every request that sets no timeout of its own.
     pub request_ms: u64,
     /// No byte received for this long ends the attempt.
     pub idle_ms: u64,

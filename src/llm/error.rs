@@ -51,7 +51,13 @@ pub enum LlmError {
     StreamInterrupted { provider: String, received_chars: usize, message: String },
     #[error("{provider}: unexpected response: {message}")]
     InvalidResponse { provider: String, message: String },
-    #[error("{last}; retried {retries} times over {} s", elapsed.as_secs())]
+    #[error(
+        "{provider}: the server answered {status} with a redirect to {location}; redirects are not followed, so the API key never goes to another address: set llm.baseUrl to the final URL"
+    )]
+    Redirected { provider: String, status: u16, location: String },
+    #[error("{provider}: {what} is larger than the {} KiB allowed; is llm.baseUrl the provider's API?", limit_bytes / 1024)]
+    ResponseTooLarge { provider: String, what: &'static str, limit_bytes: usize },
+    #[error("{last}; retried {retries} times over {:.1} s", elapsed.as_secs_f64())]
     RetriesExhausted { retries: u32, elapsed: Duration, last: Box<LlmError> },
     #[error("the model's reply for {role} is not valid JSON for its schema, even after a repair: {}", errors.join("; "))]
     InvalidModelOutput { role: String, errors: Vec<String> },
@@ -91,6 +97,60 @@ impl LlmError {
         }
     }
 
+    /// The same error with `redact` applied to every text that may have come from a server or a program
+    /// (messages, locations, stderr), so that one call at each boundary keeps a key out of all of them.
+    pub fn redacted(self, redact: &dyn Fn(&str) -> String) -> LlmError {
+        let r = |s: String| redact(&s);
+        match self {
+            LlmError::InvalidConfig { problems } => {
+                LlmError::InvalidConfig { problems: problems.into_iter().map(r).collect() }
+            }
+            LlmError::Auth { provider, status, message, env } => {
+                LlmError::Auth { provider, status, message: r(message), env }
+            }
+            LlmError::ModelNotFound { provider, model, base_url, message } => {
+                LlmError::ModelNotFound { provider, model, base_url, message: r(message) }
+            }
+            LlmError::BadRequest { provider, status, message } => {
+                LlmError::BadRequest { provider, status, message: r(message) }
+            }
+            LlmError::RateLimited { provider, message, retry_after } => {
+                LlmError::RateLimited { provider, message: r(message), retry_after }
+            }
+            LlmError::Server { provider, status, message, retry_after } => {
+                LlmError::Server { provider, status, message: r(message), retry_after }
+            }
+            LlmError::Overloaded { provider, message } => LlmError::Overloaded { provider, message: r(message) },
+            LlmError::Connect { provider, base_url, message } => {
+                LlmError::Connect { provider, base_url, message: r(message) }
+            }
+            LlmError::StreamInterrupted { provider, received_chars, message } => {
+                LlmError::StreamInterrupted { provider, received_chars, message: r(message) }
+            }
+            LlmError::InvalidResponse { provider, message } => {
+                LlmError::InvalidResponse { provider, message: r(message) }
+            }
+            LlmError::Redirected { provider, status, location } => {
+                LlmError::Redirected { provider, status, location: r(location) }
+            }
+            LlmError::RetriesExhausted { retries, elapsed, last } => {
+                LlmError::RetriesExhausted { retries, elapsed, last: Box::new(last.redacted(redact)) }
+            }
+            LlmError::InvalidModelOutput { role, errors } => {
+                LlmError::InvalidModelOutput { role, errors: errors.into_iter().map(r).collect() }
+            }
+            LlmError::UsageLog(message) => LlmError::UsageLog(r(message)),
+            LlmError::Command { program, message } => LlmError::Command { program, message: r(message) },
+            LlmError::Script(message) => LlmError::Script(r(message)),
+            other @ (LlmError::NotConfigured
+            | LlmError::MissingApiKey { .. }
+            | LlmError::Timeout { .. }
+            | LlmError::ResponseTooLarge { .. }
+            | LlmError::BudgetExceeded { .. }
+            | LlmError::Cancelled) => other,
+        }
+    }
+
     /// A short stable name for usage records and logs (`ok` is used for success).
     pub fn status_name(&self) -> &'static str {
         match self {
@@ -107,6 +167,8 @@ impl LlmError {
             LlmError::Timeout { .. } => "timeout",
             LlmError::StreamInterrupted { .. } => "stream_interrupted",
             LlmError::InvalidResponse { .. } => "invalid_response",
+            LlmError::Redirected { .. } => "redirected",
+            LlmError::ResponseTooLarge { .. } => "too_large",
             LlmError::RetriesExhausted { last, .. } => last.status_name(),
             LlmError::InvalidModelOutput { .. } => "invalid_output",
             LlmError::BudgetExceeded { .. } => "budget_exceeded",

@@ -3,18 +3,26 @@
 
 use std::collections::VecDeque;
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
 use tokio_util::sync::CancellationToken;
 
 use crate::llm::error::{LlmError, SecretKey};
-use crate::llm::{LlmResponse, StreamEvent, TextStream, Usage};
+use crate::llm::{LlmRequest, LlmResponse, StreamEvent, TextStream, Usage};
 
 /// Largest error body read from a failing response: enough for any provider's error JSON.
 const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
+/// Largest non-streamed JSON body. A reply at the largest `llm.maxTokens` (200k tokens) is under 2 MiB of
+/// JSON, so this only stops a runaway or hostile server from filling memory.
+pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Largest line of a streamed body, and largest SSE event: a provider's frame carries one delta, a few KiB.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// Largest streamed reply text (HTTP or command), on the same reasoning as [`MAX_JSON_BODY_BYTES`].
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The limits of one attempt of one call: its cancellation token, its deadline (`timeout` from its start)
 /// and when it started, for latency.
@@ -47,25 +55,72 @@ pub struct Endpoint {
     /// Name of the environment variable the key came from, for messages.
     pub key_env: String,
     pub default_model: String,
+    /// The timeout of a request that sets none (`llm.timeouts.requestMs`).
+    pub request_timeout: Duration,
     pub client: reqwest::Client,
 }
 
-/// Builds the reqwest client: rustls with the `ring` provider, no proxy lookup, the given connect and idle
-/// (per read) timeouts. The total per-call timeout is applied per request.
+/// The header a provider sends its key in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `x-api-key: <key>` (Anthropic).
+    ApiKey,
+    /// `Authorization: Bearer <key>` (OpenAI, Ollama behind a proxy).
+    Bearer,
+}
+
+/// Builds the reqwest client: rustls with the `ring` provider, no proxy lookup, no redirects, the given
+/// connect and idle (per read) timeouts. The total per-call timeout is applied per request.
 pub fn build_client(connect: Duration, idle: Duration) -> Result<reqwest::Client, LlmError> {
     static PROVIDER: Once = Once::new();
     // reqwest is built without a default crypto provider; installing fails only if one is already installed.
     PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-    reqwest::Client::builder().connect_timeout(connect).read_timeout(idle).no_proxy().build().map_err(|e| {
-        LlmError::InvalidResponse { provider: "http".into(), message: format!("building the HTTP client: {e}") }
-    })
+    reqwest::Client::builder()
+        .connect_timeout(connect)
+        .read_timeout(idle)
+        .no_proxy()
+        // A followed redirect replays the request, key header included, to whatever host `Location` names.
+        // Provider APIs do not redirect, so a 3xx ends the call as `LlmError::Redirected` instead.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| LlmError::InvalidResponse {
+            provider: "http".into(),
+            message: format!("building the HTTP client: {e}"),
+        })
 }
 
 impl Endpoint {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// The time one attempt of `req` may take.
+    pub fn timeout(&self, req: &LlmRequest) -> Duration {
+        req.timeout_or(self.request_timeout)
+    }
+
+    /// `builder` with the key, if there is one, in `header`, marked sensitive so that no `Debug` output of
+    /// the request or its headers shows it.
+    pub fn with_key(
+        &self,
+        builder: reqwest::RequestBuilder,
+        header: KeyHeader,
+    ) -> Result<reqwest::RequestBuilder, LlmError> {
+        let Some(key) = &self.key else { return Ok(builder) };
+        let (name, value) = match header {
+            KeyHeader::ApiKey => ("x-api-key", HeaderValue::from_str(key.expose())),
+            KeyHeader::Bearer => (AUTHORIZATION.as_str(), HeaderValue::from_str(&format!("Bearer {}", key.expose()))),
+        };
+        let mut value = value.map_err(|_| LlmError::InvalidConfig {
+            problems: vec![format!(
+                "the key in ${} contains characters that cannot be sent in an HTTP header; check its value",
+                self.key_env
+            )],
+        })?;
+        value.set_sensitive(true);
+        Ok(builder.header(name, value))
     }
 
     /// `text` with the API key removed, for anything that came from the server.
@@ -76,8 +131,17 @@ impl Endpoint {
         }
     }
 
+    /// `e` with the API key removed from every message: applied to every error a provider returns.
+    pub fn redact_error(&self, e: LlmError) -> LlmError {
+        match &self.key {
+            Some(key) => e.redacted(&|text| key.redact(text)),
+            None => e,
+        }
+    }
+
     /// Sends `request` and returns the response if its status is 2xx, else the mapped error. Races the send
-    /// against `cancel` and `deadline`.
+    /// against `cancel` and `deadline`. A failing response is dropped before this returns, which closes its
+    /// connection.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -92,19 +156,45 @@ impl Endpoint {
         if status.is_success() {
             return Ok(response);
         }
-        let retry_after = retry_after(response.headers());
+        if status.is_redirection() {
+            let location = response.headers().get(LOCATION).map_or("nowhere (no Location header)".into(), |v| {
+                String::from_utf8_lossy(v.as_bytes()).chars().take(200).collect::<String>()
+            });
+            return Err(LlmError::Redirected {
+                provider: self.provider.into(),
+                status: status.as_u16(),
+                location: self.redact(&location),
+            });
+        }
+        let retry_after = retry_after(response.headers(), SystemTime::now());
         let body = race(attempt, self.provider, async { Ok(read_limited(response).await) }).await?;
         Err(self.status_error(status.as_u16(), &body, model, retry_after))
     }
 
-    /// Reads a whole (non-streamed) body as JSON.
+    /// Reads a whole (non-streamed) body as JSON, refusing one over [`MAX_JSON_BODY_BYTES`] without reading
+    /// the rest of it.
     pub async fn read_json(
         &self,
-        response: reqwest::Response,
+        mut response: reqwest::Response,
         attempt: &Attempt,
     ) -> Result<serde_json::Value, LlmError> {
-        let body = race(attempt, self.provider, async {
-            response.bytes().await.map_err(|e| self.transport_error(&e, attempt.timeout))
+        let too_large = || LlmError::ResponseTooLarge {
+            provider: self.provider.into(),
+            what: "the response body",
+            limit_bytes: MAX_JSON_BODY_BYTES,
+        };
+        if response.content_length().is_some_and(|n| n > MAX_JSON_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
+        let body = race(attempt, self.provider, async move {
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e, attempt.timeout))? {
+                if body.len() + chunk.len() > MAX_JSON_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
         })
         .await?;
         serde_json::from_slice(&body).map_err(|e| LlmError::InvalidResponse {
@@ -199,13 +289,58 @@ fn error_message(body: &str) -> (String, String) {
     }
 }
 
-/// `retry-after-ms` (OpenAI) or `Retry-After` in seconds.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// The wait a failing response asks for: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or as an
+/// HTTP date (relative to `now`). A negative or NaN value is no request at all; an infinite or huge one
+/// saturates, and the retry policy caps every wait by its total time.
+fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        return wait_secs(ms / 1000.0);
     }
-    text("retry-after").and_then(|v| v.parse::<f64>().ok()).map(|s| Duration::from_secs_f64(s.max(0.0)))
+    let value = text("retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return wait_secs(secs);
+    }
+    let at = http_date(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn wait_secs(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    // Only infinities and values past u64::MAX seconds fail here; both mean "a very long time".
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+}
+
+/// An IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`), the HTTP date format servers send.
+fn http_date(text: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = text.split_ascii_whitespace().collect();
+    let [_weekday, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let day: i64 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
+    let year: i64 = year.parse().ok().filter(|y| (1970..=9999).contains(y))?;
+    let mut hms = time.split(':').map(|n| n.parse::<i64>().ok());
+    let (Some(Some(h)), Some(Some(m)), Some(Some(s)), None) = (hms.next(), hms.next(), hms.next(), hms.next()) else {
+        return None;
+    };
+    if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..61).contains(&s) {
+        return None;
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// How a streamed body is cut into frames.
@@ -224,69 +359,102 @@ pub struct Frame {
     pub data: String,
 }
 
-/// Splits bytes into frames; keeps a partial line, and an SSE event until its blank line, for later.
+/// A line or an SSE event passed [`MAX_FRAME_BYTES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameTooLarge;
+
+/// Splits bytes into frames; keeps a partial line, and an SSE event until its blank line, for later. Each
+/// byte is searched for a newline once, however the body is chunked.
 #[derive(Debug)]
 pub struct Framer {
     framing: Framing,
     buf: Vec<u8>,
-    /// The SSE event whose fields have been read but whose blank line has not.
-    open: Option<Frame>,
+    /// How much of `buf` is known to hold no newline.
+    scanned: usize,
+    /// The open SSE event's type, and its data once a `data` field was seen (an event without one is not
+    /// dispatched, as the SSE specification says).
+    event: String,
+    data: Option<String>,
 }
 
 impl Framer {
     pub fn new(framing: Framing) -> Framer {
-        Framer { framing, buf: Vec::new(), open: None }
+        Framer { framing, buf: Vec::new(), scanned: 0, event: String::new(), data: None }
     }
 
-    /// Appends complete frames to `out`.
-    pub fn push(&mut self, bytes: &[u8], out: &mut VecDeque<Frame>) {
+    /// Appends complete frames to `out`. Fails once a line or an event passes [`MAX_FRAME_BYTES`].
+    pub fn push(&mut self, bytes: &[u8], out: &mut VecDeque<Frame>) -> Result<(), FrameTooLarge> {
         self.buf.extend_from_slice(bytes);
-        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            self.line(&String::from_utf8_lossy(&line), out);
+        let mut start = 0;
+        while let Some(offset) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let end = self.scanned + offset;
+            let line = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+            start = end + 1;
+            self.scanned = start;
+            self.line(&line, out)?;
         }
+        self.buf.drain(..start);
+        self.scanned = self.buf.len();
+        if self.buf.len() > MAX_FRAME_BYTES { Err(FrameTooLarge) } else { Ok(()) }
     }
 
-    /// At the end of the body: a last line without its newline, or an event without its blank line, still
-    /// counts.
-    pub fn finish(&mut self, out: &mut VecDeque<Frame>) {
+    /// At the end of the body: a last line without its newline, or an event with data but without its blank
+    /// line, still counts.
+    pub fn finish(&mut self, out: &mut VecDeque<Frame>) -> Result<(), FrameTooLarge> {
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
-            self.line(&String::from_utf8_lossy(&rest), out);
+            self.scanned = 0;
+            self.line(&String::from_utf8_lossy(&rest), out)?;
         }
-        out.extend(self.open.take());
+        self.dispatch(out);
+        Ok(())
     }
 
-    fn line(&mut self, line: &str, out: &mut VecDeque<Frame>) {
+    fn dispatch(&mut self, out: &mut VecDeque<Frame>) {
+        let event = std::mem::take(&mut self.event);
+        if let Some(data) = self.data.take() {
+            out.push_back(Frame { event, data });
+        }
+    }
+
+    fn line(&mut self, line: &str, out: &mut VecDeque<Frame>) -> Result<(), FrameTooLarge> {
         let line = line.trim_end_matches(['\n', '\r']);
         if self.framing == Framing::Ndjson {
             if !line.trim().is_empty() {
                 out.push_back(Frame { event: String::new(), data: line.to_owned() });
             }
-            return;
+            return Ok(());
         }
         if line.is_empty() {
-            out.extend(self.open.take());
-            return;
+            self.dispatch(out);
+            return Ok(());
         }
         if line.starts_with(':') {
-            return; // an SSE comment, used as a keep-alive
+            return Ok(()); // an SSE comment, used as a keep-alive
         }
         let (field, value) = match line.split_once(':') {
             Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
             None => (line, ""),
         };
-        let frame = self.open.get_or_insert_with(Frame::default);
         match field {
-            "event" => frame.event = value.to_owned(),
+            "event" => self.event = value.to_owned(),
             "data" => {
-                if !frame.data.is_empty() {
-                    frame.data.push('\n');
+                let held = self.data.as_ref().map_or(0, |d| d.len() + 1);
+                if held + value.len() > MAX_FRAME_BYTES {
+                    return Err(FrameTooLarge);
                 }
-                frame.data.push_str(value);
+                match &mut self.data {
+                    // Lines of one event are joined with newlines, empty ones included.
+                    Some(data) => {
+                        data.push('\n');
+                        data.push_str(value);
+                    }
+                    None => self.data = Some(value.to_owned()),
+                }
             }
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -313,7 +481,9 @@ struct StreamState<D> {
 }
 
 /// Turns a streamed response into [`StreamEvent`]s: deltas in order, then `Done`. A body that ends before
-/// the provider's end marker is a [`LlmError::StreamInterrupted`].
+/// the provider's end marker is a [`LlmError::StreamInterrupted`]. Every error is redacted, and ending the
+/// stream in an error (cancellation and timeouts included) drops the body at once, which closes the
+/// connection even while the caller still holds the stream.
 pub fn decode_stream<D: Decoder>(
     endpoint: &Endpoint,
     response: reqwest::Response,
@@ -346,7 +516,12 @@ pub fn decode_stream<D: Decoder>(
             }
             let next = race(&s.attempt, s.endpoint.provider, async { Ok(s.body.next().await) }).await;
             match next {
-                Ok(Some(Ok(bytes))) => s.framer.push(&bytes, &mut s.frames),
+                Ok(Some(Ok(bytes))) => {
+                    if s.framer.push(&bytes, &mut s.frames).is_err() {
+                        let err = s.frame_too_large();
+                        s.fail(err);
+                    }
+                }
                 Ok(Some(Err(e))) => {
                     let err = if e.is_timeout() {
                         LlmError::Timeout { provider: s.endpoint.provider.into(), after: s.attempt.timeout }
@@ -356,7 +531,10 @@ pub fn decode_stream<D: Decoder>(
                     s.fail(err);
                 }
                 Ok(None) => {
-                    s.framer.finish(&mut s.frames);
+                    if s.framer.finish(&mut s.frames).is_err() {
+                        let err = s.frame_too_large();
+                        s.fail(err);
+                    }
                     while let Some(frame) = s.frames.pop_front() {
                         if !s.finished {
                             s.on_frame(&frame);
@@ -379,6 +557,14 @@ impl<D: Decoder> StreamState<D> {
         match self.decoder.frame(frame) {
             Ok(delta) => {
                 if let Some(delta) = delta.filter(|d| !d.is_empty()) {
+                    if self.content.len() + delta.len() > MAX_REPLY_BYTES {
+                        self.fail(LlmError::ResponseTooLarge {
+                            provider: self.endpoint.provider.into(),
+                            what: "the streamed reply",
+                            limit_bytes: MAX_REPLY_BYTES,
+                        });
+                        return;
+                    }
                     self.content.push_str(&delta);
                     self.out.push_back(Ok(StreamEvent::Delta(delta)));
                 }
@@ -408,8 +594,20 @@ impl<D: Decoder> StreamState<D> {
         }
     }
 
+    fn frame_too_large(&self) -> LlmError {
+        LlmError::ResponseTooLarge {
+            provider: self.endpoint.provider.into(),
+            what: "a line or event of the streamed response",
+            limit_bytes: MAX_FRAME_BYTES,
+        }
+    }
+
+    /// Ends the stream with `e`, redacted the same way as errors of non-streamed calls, and drops the body
+    /// so that the connection closes now rather than when the caller drops the stream.
     fn fail(&mut self, e: LlmError) {
-        self.out.push_back(Err(e));
+        self.body = futures_util::stream::empty().boxed();
+        self.frames.clear();
+        self.out.push_back(Err(self.endpoint.redact_error(e)));
         self.finished = true;
     }
 }
@@ -437,12 +635,16 @@ mod tests {
         let mut pending = VecDeque::new();
         let mut done = Vec::new();
         for chunk in chunks {
-            framer.push(chunk.as_bytes(), &mut pending);
+            framer.push(chunk.as_bytes(), &mut pending).expect("small frames");
             done.extend(pending.drain(..));
         }
-        framer.finish(&mut pending);
+        framer.finish(&mut pending).expect("small frames");
         done.extend(pending);
         done
+    }
+
+    fn frame(event: &str, data: &str) -> Frame {
+        Frame { event: event.into(), data: data.into() }
     }
 
     #[test]
@@ -451,14 +653,19 @@ mod tests {
             Framing::Sse,
             &["event: a\nda", "ta: {\"x\":1}\n\n: ping\n\ndata: one\ndata: two\r\n\r\ndata: [DONE]"],
         );
-        assert_eq!(
-            got,
-            vec![
-                Frame { event: "a".into(), data: "{\"x\":1}".into() },
-                Frame { event: String::new(), data: "one\ntwo".into() },
-                Frame { event: String::new(), data: "[DONE]".into() },
-            ]
+        assert_eq!(got, vec![frame("a", "{\"x\":1}"), frame("", "one\ntwo"), frame("", "[DONE]")]);
+    }
+
+    #[test]
+    fn sse_events_without_data_are_not_dispatched() {
+        let got = frames(
+            Framing::Sse,
+            &["event: ping\n\n", ": keep-alive\n\n", "id: 7\nretry: 10\n\n", "\n\n", "event: last\n"],
         );
+        assert_eq!(got, Vec::<Frame>::new());
+        // The type of a skipped event does not leak into the next one; an empty data field still counts.
+        let got = frames(Framing::Sse, &["event: ping\n\ndata: x\n\n", "data:\n\n", "data:\ndata: y\n\n"]);
+        assert_eq!(got, vec![frame("", "x"), frame("", ""), frame("", "\ny")]);
     }
 
     #[test]
@@ -469,11 +676,114 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_prefers_milliseconds() {
+    fn a_body_fed_byte_by_byte_gives_the_same_frames() {
+        let body = "data: {\"n\":1}\n\ndata: {\"n\":2}\n\n";
+        let bytes: Vec<String> = body.chars().map(String::from).collect();
+        let chunks: Vec<&str> = bytes.iter().map(String::as_str).collect();
+        assert_eq!(frames(Framing::Sse, &chunks), frames(Framing::Sse, &[body]));
+        assert_eq!(frames(Framing::Sse, &[body]).len(), 2);
+    }
+
+    #[test]
+    fn an_endless_line_or_event_is_refused() {
+        let mut framer = Framer::new(Framing::Ndjson);
+        let mut out = VecDeque::new();
+        let block = vec![b'x'; 64 * 1024];
+        let mut result = Ok(());
+        for _ in 0..=MAX_FRAME_BYTES / block.len() {
+            result = framer.push(&block, &mut out);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(FrameTooLarge));
+        assert!(out.is_empty());
+        // Many short data lines that never end their event.
+        let mut framer = Framer::new(Framing::Sse);
+        let line = format!("data: {}\n", "y".repeat(1000));
+        let result = (0..=MAX_FRAME_BYTES / 1000).try_for_each(|_| framer.push(line.as_bytes(), &mut out));
+        assert_eq!(result, Err(FrameTooLarge));
+    }
+
+    #[test]
+    fn key_headers_are_sensitive_and_never_printed() {
+        let key = "sk-unit-SECRET-1234";
+        let endpoint = Endpoint {
+            provider: "anthropic",
+            base_url: "http://127.0.0.1:9".into(),
+            key: Some(SecretKey::new(key.into())),
+            key_env: "K".into(),
+            default_model: "m".into(),
+            request_timeout: Duration::from_secs(1),
+            client: build_client(Duration::from_secs(1), Duration::from_secs(1)).expect("client"),
+        };
+        for (header, name, value) in [
+            (KeyHeader::ApiKey, "x-api-key", key.to_owned()),
+            (KeyHeader::Bearer, "authorization", format!("Bearer {key}")),
+        ] {
+            let builder = endpoint.with_key(endpoint.client.post(endpoint.url("/x")), header).expect("valid key");
+            let request = builder.build().expect("request");
+            let sent = &request.headers()[name];
+            assert_eq!((sent.to_str().expect("ascii"), sent.is_sensitive()), (value.as_str(), true));
+            assert!(!format!("{request:?} {:?}", request.headers()).contains(key));
+        }
+        let bad = Endpoint { key: Some(SecretKey::new("sk-with\nnewline".into())), ..endpoint };
+        let err = bad.with_key(bad.client.post(bad.url("/x")), KeyHeader::ApiKey).expect_err("not a header value");
+        assert_eq!(
+            err.to_string(),
+            "the llm settings are not usable: the key in $K contains characters that cannot be sent in an HTTP header; check its value"
+        );
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> reqwest::header::HeaderMap {
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("retry-after", "2".parse().expect("valid header"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert("retry-after-ms", "150".parse().expect("valid header"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(150)));
+        for (name, value) in pairs {
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("valid name"),
+                value.parse().expect("valid header"),
+            );
+        }
+        headers
+    }
+
+    /// 2015-10-21T07:27:50Z, ten seconds before the date used below.
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_445_412_470)
+    }
+
+    #[test]
+    fn retry_after_prefers_milliseconds() {
+        assert_eq!(retry_after(&headers(&[("retry-after", "2")]), now()), Some(Duration::from_secs(2)));
+        let both = headers(&[("retry-after", "2"), ("retry-after-ms", "150")]);
+        assert_eq!(retry_after(&both, now()), Some(Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn retry_after_survives_any_number() {
+        for (name, value, expected) in [
+            ("retry-after", "inf", Some(Duration::MAX)),
+            ("retry-after", "1e20", Some(Duration::MAX)),
+            ("retry-after", "1.5", Some(Duration::from_millis(1500))),
+            ("retry-after", "-5", None),
+            ("retry-after", "NaN", None),
+            ("retry-after", "-inf", None),
+            ("retry-after", "soon", None),
+            ("retry-after-ms", "inf", Some(Duration::MAX)),
+            ("retry-after-ms", "1e300", Some(Duration::MAX)),
+            ("retry-after-ms", "-1", None),
+        ] {
+            assert_eq!(retry_after(&headers(&[(name, value)]), now()), expected, "{name}: {value}");
+        }
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date() {
+        let at = |date: &str| retry_after(&headers(&[("retry-after", date)]), now());
+        assert_eq!(at("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::from_secs(10)));
+        assert_eq!(at("Tue, 20 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a date in the past");
+        assert_eq!(at("Fri, 31 Dec 9999 23:59:59 GMT"), Some(Duration::from_secs(253_402_300_799 - 1_445_412_470)));
+        for bad in ["Wed, 21 Oct 2015 07:28:00 PST", "Wed, 21 Foo 2015 07:28:00 GMT", "Wed, 21 Oct 2015 25:00:00 GMT"] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
     }
 }

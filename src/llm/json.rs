@@ -117,10 +117,56 @@ pub fn extract(text: &str) -> Result<Value, String> {
             }
         }
     }
+    // A reply cut short (by `max_tokens`, or a broken stream) ends inside its JSON: say so, rather than "no
+    // JSON" or a parser's "EOF", so that the repair call asks for the whole object.
+    if first_error.as_deref().is_none_or(|e| e.contains("EOF"))
+        && let Some(cut) = cut_off(trimmed)
+    {
+        return Err(cut);
+    }
     Err(match first_error {
         Some(e) => format!("the reply's JSON does not parse: {e}"),
         None => "the reply contains no JSON object".into(),
     })
+}
+
+/// The repair hint for a reply whose JSON is still open where the text ends: an object or array that
+/// starts like JSON (`{"`, `{}`, `[` then a value) and is never closed.
+fn cut_off(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'{' || bytes[i] == b'[' {
+            match scan(bytes, i) {
+                Scan::Closed(end) => {
+                    i = end + 1;
+                    continue;
+                }
+                Scan::Open { depth, in_string } if starts_like_json(&text[i..]) => {
+                    let brackets = if depth == 1 { "1 bracket".to_owned() } else { format!("{depth} brackets") };
+                    let place = if in_string { "inside a string, with" } else { "with" };
+                    return Some(format!(
+                        "the JSON was cut off: the reply ends {place} {brackets} still open; send the complete JSON, shorter if need be"
+                    ));
+                }
+                Scan::Open { .. } | Scan::Mismatched => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+fn starts_like_json(span: &str) -> bool {
+    let mut chars = span.chars();
+    let open = chars.next();
+    let next = chars.find(|c| !c.is_whitespace());
+    match (open, next) {
+        (_, None) => true,
+        (Some('{'), Some(c)) => c == '"' || c == '}',
+        (Some('['), Some(c)) => matches!(c, '"' | '{' | '[' | ']' | '-' | '0'..='9' | 't' | 'f' | 'n'),
+        _ => false,
+    }
 }
 
 fn fenced_blocks(text: &str) -> Vec<String> {
@@ -140,18 +186,24 @@ fn fenced_blocks(text: &str) -> Vec<String> {
     blocks
 }
 
-/// Top-level balanced `{…}`/`[…]` spans, found by a scanner that knows strings and escapes; any depth.
+/// Top-level balanced `{…}`/`[…]` spans, found by a scanner that knows strings and escapes; any depth. The
+/// search stops at JSON that is still open where the text ends: what follows is inside it, and an inner
+/// array of a cut-off object is not the answer.
 fn balanced(text: &str) -> Vec<String> {
     let bytes = text.as_bytes();
     let mut spans = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if (bytes[i] == b'{' || bytes[i] == b'[')
-            && let Some(end) = matching_close(bytes, i)
-        {
-            spans.push(text[i..=end].to_owned());
-            i = end + 1;
-            continue;
+        if bytes[i] == b'{' || bytes[i] == b'[' {
+            match scan(bytes, i) {
+                Scan::Closed(end) => {
+                    spans.push(text[i..=end].to_owned());
+                    i = end + 1;
+                    continue;
+                }
+                Scan::Open { .. } if starts_like_json(&text[i..]) => break,
+                Scan::Open { .. } | Scan::Mismatched => {}
+            }
         }
         i += 1;
     }
@@ -160,7 +212,17 @@ fn balanced(text: &str) -> Vec<String> {
     spans
 }
 
-fn matching_close(bytes: &[u8], start: usize) -> Option<usize> {
+/// How the brackets opened at `start` end.
+enum Scan {
+    /// Balanced, closing at this index.
+    Closed(usize),
+    /// A closing bracket of the wrong kind.
+    Mismatched,
+    /// The text ends first, with this many brackets open, possibly inside a string.
+    Open { depth: usize, in_string: bool },
+}
+
+fn scan(bytes: &[u8], start: usize) -> Scan {
     let mut stack = Vec::new();
     let mut in_string = false;
     let mut escaped = false;
@@ -180,16 +242,16 @@ fn matching_close(bytes: &[u8], start: usize) -> Option<usize> {
             b'[' => stack.push(b']'),
             b'}' | b']' => {
                 if stack.pop() != Some(b) {
-                    return None;
+                    return Scan::Mismatched;
                 }
                 if stack.is_empty() {
-                    return Some(i);
+                    return Scan::Closed(i);
                 }
             }
             _ => {}
         }
     }
-    None
+    Scan::Open { depth: stack.len(), in_string }
 }
 
 /// Removes commas directly before `}` or `]`, outside strings.
@@ -262,6 +324,8 @@ mod tests {
     fn nested_braces_and_braces_in_strings() {
         let text = r#"note [1] then {"goal":"g {not a brace}","steps":["x}"],"meta":{"a":{"b":{"c":[{}]}}}} end"#;
         assert_eq!(check(text).expect("parses").steps, vec!["x}".to_owned()]);
+        let stray = r#"a { stray brace, then {"goal":"g","steps":["a"]}"#;
+        assert_eq!(check(stray), Ok(plan(&["a"])));
     }
 
     #[test]
@@ -271,5 +335,32 @@ mod tests {
         let wrong_type = check(r#"{"goal": 3, "steps": []}"#).expect_err("goal is a number");
         assert!(wrong_type[0].starts_with("the JSON does not match the schema: invalid type"), "{wrong_type:?}");
         assert_eq!(check(r#"{"goal":"g","steps":[],"extra":1}"#), Err(vec!["steps: must not be empty".into()]));
+    }
+
+    #[test]
+    fn a_reply_cut_off_inside_its_json_says_so() {
+        let cut = |detail: &str| {
+            Err(vec![format!(
+                "the JSON was cut off: the reply ends {detail} still open; send the complete JSON, shorter if need be"
+            )])
+        };
+        assert_eq!(check(r#"{"goal": "greet", "steps": ["say hello""#), cut("with 2 brackets"));
+        assert_eq!(
+            check(r#"Here you go: {"goal": "greet", "steps": ["say hel"#),
+            cut("inside a string, with 2 brackets")
+        );
+        assert_eq!(check("```json\n{\"goal\": \"g\",\n  \"steps\": []"), cut("with 1 bracket"));
+        assert_eq!(check("Sure: {"), cut("with 1 bracket"));
+        assert_eq!(check("```json\n{\"goal\": \"g\"\n```"), cut("with 1 bracket"));
+        // Prose with a stray bracket is not a cut-off answer.
+        assert_eq!(check("use the {placeholder here"), Err(vec!["the reply contains no JSON object".into()]));
+        assert_eq!(check("a list [like this"), Err(vec!["the reply contains no JSON object".into()]));
+    }
+
+    #[test]
+    fn the_repair_prompt_carries_the_cut_off_hint() {
+        let errors = check(r#"{"goal": "g", "steps": ["#).expect_err("cut off");
+        let prompt = repair_prompt(&Plan::schema(), &errors);
+        assert!(prompt.starts_with("Your previous reply could not be used:\n- the JSON was cut off: "), "{prompt}");
     }
 }

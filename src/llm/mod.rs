@@ -28,7 +28,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
-pub use budget::{Budget, BudgetStatus, MemoryUsageLog, UsageLog, UsageLogError, UsageRecord};
+pub use budget::{
+    Budget, BudgetStatus, BudgetWarning, MemoryUsageLog, Reservation, UsageLog, UsageLogError, UsageRecord,
+};
 pub use client::{CheckReport, Llm, check};
 pub use config::{BudgetConfig, ConfigProblem, LlmConfig, LlmTimeouts, ProviderKind, RoleTemperatures};
 pub use cost::{Price, PriceTable};
@@ -142,14 +144,20 @@ pub struct LlmRequest {
     pub max_tokens: u32,
     pub stop: Vec<String>,
     pub output: OutputKind,
-    /// Total time for one attempt, streaming included; each transport retry gets its own.
+    /// Total time for one attempt, streaming included; each transport retry gets its own. Zero, as
+    /// [`LlmRequest::new`] leaves it, means the client's default: `llm.timeouts.requestMs` for clients built
+    /// from the settings, [`LlmRequest::DEFAULT_TIMEOUT`] otherwise (see [`LlmRequest::timeout_or`]).
     pub timeout: Duration,
     pub query_id: Option<QueryId>,
     pub phase: Option<String>,
 }
 
 impl LlmRequest {
-    /// A text request with the layer's defaults: temperature 0.2, 1024 tokens, 30 s.
+    /// The timeout of a request that sets none, sent through a client that has no configured default.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// A text request with the layer's defaults: temperature 0.2, 1024 tokens, and the client's default
+    /// timeout.
     pub fn new(role: impl Into<RoleId>, system: impl Into<String>, user: impl Into<String>) -> LlmRequest {
         LlmRequest {
             role: role.into(),
@@ -163,7 +171,7 @@ impl LlmRequest {
             max_tokens: 1024,
             stop: Vec::new(),
             output: OutputKind::Text,
-            timeout: Duration::from_secs(30),
+            timeout: Duration::ZERO,
             query_id: None,
             phase: None,
         }
@@ -184,9 +192,15 @@ impl LlmRequest {
         self
     }
 
+    /// Zero means the client's default.
     pub fn with_timeout(mut self, timeout: Duration) -> LlmRequest {
         self.timeout = timeout;
         self
+    }
+
+    /// The time one attempt may take: `timeout`, or `default` when the request set none.
+    pub fn timeout_or(&self, default: Duration) -> Duration {
+        if self.timeout.is_zero() { default } else { self.timeout }
     }
 
     pub fn with_stop(mut self, stop: Vec<String>) -> LlmRequest {
@@ -221,6 +235,9 @@ pub struct Usage {
     pub cost_usd: f64,
     /// False when the model is not in the price table (cost then follows [`PriceTable`]'s fallback).
     pub price_known: bool,
+    /// Set by [`Llm`] when the call went ahead with the month's spend at or past `budget.softLimitPct`;
+    /// callers show it to the user. `None` without a budget, under the soft limit, and for free calls.
+    pub budget_warning: Option<BudgetWarning>,
 }
 
 impl Usage {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::llm::anthropic::as_u32;
-use crate::llm::http::{self, Attempt, Decoder, Endpoint, Frame, Framing};
+use crate::llm::http::{self, Attempt, Decoder, Endpoint, Frame, Framing, KeyHeader};
 use crate::llm::{LlmClient, LlmError, LlmRequest, LlmResponse, OutputKind, TextStream, Usage};
 
 pub const DEFAULT_BASE_URL: &str = "http://localhost:11434";
@@ -43,21 +43,18 @@ impl Ollama {
         body
     }
 
-    fn request(&self, body: &Value) -> reqwest::RequestBuilder {
-        let mut builder = self.endpoint.client.post(self.endpoint.url("/api/chat")).json(body);
-        if let Some(key) = &self.endpoint.key {
-            // Only when a key is configured, e.g. for an Ollama behind an authenticating proxy.
-            builder = builder.bearer_auth(key.expose());
-        }
-        builder
+    fn request(&self, body: &Value) -> Result<reqwest::RequestBuilder, LlmError> {
+        let builder = self.endpoint.client.post(self.endpoint.url("/api/chat")).json(body);
+        // The key is sent only when one is configured, e.g. for an Ollama behind an authenticating proxy.
+        self.endpoint.with_key(builder, KeyHeader::Bearer)
     }
 
     async fn complete_inner(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<LlmResponse, LlmError> {
-        let attempt = Attempt::new(req.timeout, cancel);
+        let attempt = Attempt::new(self.endpoint.timeout(req), cancel);
         tracing::debug!(model = self.model(req), role = %req.role, "ollama request");
         let body = self.body(req, false);
         tracing::trace!(body = %body, "ollama request body");
-        let response = self.endpoint.send(self.request(&body), self.model(req), &attempt).await?;
+        let response = self.endpoint.send(self.request(&body)?, self.model(req), &attempt).await?;
         let value = self.endpoint.read_json(response, &attempt).await?;
         tracing::trace!(body = %value, "ollama response body");
         if let Some(error) = value["error"].as_str() {
@@ -81,10 +78,10 @@ impl Ollama {
     }
 
     async fn stream_inner(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<TextStream, LlmError> {
-        let attempt = Attempt::new(req.timeout, cancel);
+        let attempt = Attempt::new(self.endpoint.timeout(req), cancel);
         tracing::debug!(model = self.model(req), role = %req.role, "ollama streamed request");
         let body = self.body(req, true);
-        let response = self.endpoint.send(self.request(&body), self.model(req), &attempt).await?;
+        let response = self.endpoint.send(self.request(&body)?, self.model(req), &attempt).await?;
         let decoder = LineDecoder { provider: self.endpoint.provider, ..LineDecoder::default() };
         Ok(http::decode_stream(&self.endpoint, response, Framing::Ndjson, decoder, attempt))
     }
@@ -104,7 +101,7 @@ impl LlmClient for Ollama {
         req: &'a LlmRequest,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<LlmResponse, LlmError>> {
-        self.complete_inner(req, cancel).boxed()
+        self.complete_inner(req, cancel).map(|r| r.map_err(|e| self.endpoint.redact_error(e))).boxed()
     }
 
     fn stream<'a>(
@@ -112,7 +109,8 @@ impl LlmClient for Ollama {
         req: &'a LlmRequest,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<TextStream, LlmError>> {
-        self.stream_inner(req, cancel).boxed()
+        // Errors inside the stream are redacted by `http::decode_stream`.
+        self.stream_inner(req, cancel).map(|r| r.map_err(|e| self.endpoint.redact_error(e))).boxed()
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::llm::anthropic::as_u32;
-use crate::llm::http::{self, Attempt, Decoder, Endpoint, Frame, Framing};
+use crate::llm::http::{self, Attempt, Decoder, Endpoint, Frame, Framing, KeyHeader};
 use crate::llm::{LlmClient, LlmError, LlmRequest, LlmResponse, OutputKind, TextStream, Usage};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -60,20 +60,17 @@ impl OpenAi {
         body
     }
 
-    fn request(&self, body: &Value) -> reqwest::RequestBuilder {
-        let mut builder = self.endpoint.client.post(self.endpoint.url("/chat/completions")).json(body);
-        if let Some(key) = &self.endpoint.key {
-            builder = builder.bearer_auth(key.expose());
-        }
-        builder
+    fn request(&self, body: &Value) -> Result<reqwest::RequestBuilder, LlmError> {
+        let builder = self.endpoint.client.post(self.endpoint.url("/chat/completions")).json(body);
+        self.endpoint.with_key(builder, KeyHeader::Bearer)
     }
 
     async fn complete_inner(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<LlmResponse, LlmError> {
-        let attempt = Attempt::new(req.timeout, cancel);
+        let attempt = Attempt::new(self.endpoint.timeout(req), cancel);
         tracing::debug!(model = self.model(req), role = %req.role, "openai request");
         let body = self.body(req, false);
         tracing::trace!(body = %body, "openai request body");
-        let response = self.endpoint.send(self.request(&body), self.model(req), &attempt).await?;
+        let response = self.endpoint.send(self.request(&body)?, self.model(req), &attempt).await?;
         let value = self.endpoint.read_json(response, &attempt).await?;
         tracing::trace!(body = %value, "openai response body");
         let choice = &value["choices"][0];
@@ -98,10 +95,10 @@ impl OpenAi {
     }
 
     async fn stream_inner(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<TextStream, LlmError> {
-        let attempt = Attempt::new(req.timeout, cancel);
+        let attempt = Attempt::new(self.endpoint.timeout(req), cancel);
         tracing::debug!(model = self.model(req), role = %req.role, "openai streamed request");
         let body = self.body(req, true);
-        let response = self.endpoint.send(self.request(&body), self.model(req), &attempt).await?;
+        let response = self.endpoint.send(self.request(&body)?, self.model(req), &attempt).await?;
         let decoder = ChunkDecoder { provider: self.endpoint.provider, ..ChunkDecoder::default() };
         Ok(http::decode_stream(&self.endpoint, response, Framing::Sse, decoder, attempt))
     }
@@ -121,7 +118,7 @@ impl LlmClient for OpenAi {
         req: &'a LlmRequest,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<LlmResponse, LlmError>> {
-        self.complete_inner(req, cancel).boxed()
+        self.complete_inner(req, cancel).map(|r| r.map_err(|e| self.endpoint.redact_error(e))).boxed()
     }
 
     fn stream<'a>(
@@ -129,7 +126,8 @@ impl LlmClient for OpenAi {
         req: &'a LlmRequest,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<TextStream, LlmError>> {
-        self.stream_inner(req, cancel).boxed()
+        // Errors inside the stream are redacted by `http::decode_stream`.
+        self.stream_inner(req, cancel).map(|r| r.map_err(|e| self.endpoint.redact_error(e))).boxed()
     }
 }
 
@@ -200,6 +198,7 @@ mod tests {
             key: None,
             key_env: String::new(),
             default_model: model.into(),
+            request_timeout: Duration::from_secs(1),
             client,
         };
         OpenAi::new(endpoint).body(&LlmRequest::new("r", "s", "u"), false)

@@ -41,14 +41,15 @@ impl RetryPolicy {
     }
 
     /// The wait before retry number `retry` (1-based) after `error`: the server's `Retry-After` if it gave
-    /// one, else the exponential backoff.
+    /// one, else the exponential backoff; never more than `max_total`, whatever the server asked for.
     pub fn delay(&self, retry: u32, error: &LlmError) -> Duration {
         if let Some(wait) = error.retry_after() {
-            return wait;
+            return wait.min(self.max_total);
         }
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));
         let backoff = self.base_delay.saturating_mul(factor).min(self.max_delay);
-        if self.jitter { backoff + backoff.mul_f64(jitter_fraction() * 0.5) } else { backoff }
+        let wait = if self.jitter { backoff.saturating_add(backoff.mul_f64(jitter_fraction() * 0.5)) } else { backoff };
+        wait.min(self.max_total)
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, or the policy is spent. A transient failure
@@ -70,7 +71,8 @@ impl RetryPolicy {
             }
             let wait = self.delay(retries + 1, &error);
             let spent = started.elapsed();
-            if retries >= self.max_retries || spent + wait > self.max_total {
+            // A wait that would use up the rest of the total time leaves none for the attempt after it.
+            if retries >= self.max_retries || spent.saturating_add(wait) >= self.max_total {
                 return Err(if retries == 0 {
                     error
                 } else {
@@ -147,8 +149,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transient_errors_are_retried_then_reported_with_count() {
-        let policy = RetryPolicy { max_retries: 2, base_delay: Duration::from_millis(1), ..RetryPolicy::default() };
+    async fn transient_errors_are_retried_then_reported_with_count_and_time() {
+        let policy = RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::from_millis(40),
+            jitter: false,
+            ..RetryPolicy::default()
+        };
         let mut calls = 0;
         let result: Result<(), _> = policy
             .run(&CancellationToken::new(), |_| {
@@ -157,7 +164,44 @@ mod tests {
             })
             .await;
         assert_eq!(calls, 3);
-        let message = result.expect_err("always failing").to_string();
-        assert!(message.contains("retried 2 times over 0 s"), "{message}");
+        let err = result.expect_err("always failing");
+        let LlmError::RetriesExhausted { retries, elapsed, last } = &err else { panic!("{err:?}") };
+        assert_eq!(*retries, 2);
+        // Both waits (40 ms, then 80 ms) were spent before giving up.
+        assert!(*elapsed >= Duration::from_millis(120), "{elapsed:?}");
+        assert!(matches!(**last, LlmError::Server { status: 500, .. }), "{last:?}");
+        let message = err.to_string();
+        let secs = format!("{:.1}", elapsed.as_secs_f64());
+        assert_eq!(message, format!("p: server error (500): boom; retried 2 times over {secs} s"));
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_capped_by_the_total_time() {
+        let policy = RetryPolicy::default();
+        let asked = |retry_after| LlmError::RateLimited { provider: "p".into(), message: "m".into(), retry_after };
+        assert_eq!(policy.delay(1, &asked(Some(Duration::MAX))), policy.max_total);
+        assert_eq!(policy.delay(1, &asked(Some(Duration::from_secs(2)))), Duration::from_secs(2));
+        let tiny_total = RetryPolicy { max_total: Duration::from_millis(5), jitter: false, ..RetryPolicy::default() };
+        assert_eq!(tiny_total.delay(1, &server_error()), Duration::from_millis(5));
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_total_time_gives_up_at_once() {
+        let policy = RetryPolicy::default();
+        let mut calls = 0;
+        let result: Result<(), _> = policy
+            .run(&CancellationToken::new(), |_| {
+                calls += 1;
+                async {
+                    Err(LlmError::RateLimited {
+                        provider: "p".into(),
+                        message: "m".into(),
+                        retry_after: Some(Duration::MAX),
+                    })
+                }
+            })
+            .await;
+        assert_eq!(calls, 1);
+        assert!(matches!(result, Err(LlmError::RateLimited { .. })), "{result:?}");
     }
 }

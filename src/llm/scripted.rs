@@ -178,7 +178,7 @@ impl ScriptedLlm {
     fn failure(&self, failure: Failure, req: &LlmRequest, received_chars: usize) -> LlmError {
         let provider = self.provider.clone();
         match failure {
-            Failure::Timeout => LlmError::Timeout { provider, after: req.timeout },
+            Failure::Timeout => LlmError::Timeout { provider, after: timeout(req) },
             Failure::RateLimited => LlmError::RateLimited { provider, message: "scripted".into(), retry_after: None },
             Failure::Auth => {
                 LlmError::Auth { provider, status: 401, message: "scripted".into(), env: "SCRIPTED_KEY".into() }
@@ -209,15 +209,21 @@ impl ScriptedLlm {
 
     /// Waits out the reply's delay (forever for `hang`), honouring cancellation and the request timeout.
     async fn wait(&self, req: &LlmRequest, reply: &Reply, cancel: &CancellationToken) -> Result<(), LlmError> {
-        let delay = if matches!(reply.body, Body::Hang) { req.timeout } else { reply.delay };
-        let timed_out = delay >= req.timeout;
+        let timeout = timeout(req);
+        let delay = if matches!(reply.body, Body::Hang) { timeout } else { reply.delay };
+        let timed_out = delay >= timeout;
         tokio::select! {
             _ = cancel.cancelled() => Err(LlmError::Cancelled),
-            _ = tokio::time::sleep(delay.min(req.timeout)) => {
-                if timed_out { Err(LlmError::Timeout { provider: self.provider.clone(), after: req.timeout }) } else { Ok(()) }
+            _ = tokio::time::sleep(delay.min(timeout)) => {
+                if timed_out { Err(LlmError::Timeout { provider: self.provider.clone(), after: timeout }) } else { Ok(()) }
             }
         }
     }
+}
+
+/// The request's timeout, or the layer's default when it sets none.
+fn timeout(req: &LlmRequest) -> Duration {
+    req.timeout_or(LlmRequest::DEFAULT_TIMEOUT)
 }
 
 impl LlmClient for ScriptedLlm {
@@ -242,7 +248,7 @@ impl LlmClient for ScriptedLlm {
                 Body::Text(text) => text.clone(),
                 Body::Stream(chunks) => chunks.concat(),
                 Body::Fail(failure) => return Err(self.failure(*failure, req, 0)),
-                Body::Hang => return Err(LlmError::Timeout { provider: self.provider.clone(), after: req.timeout }),
+                Body::Hang => return Err(LlmError::Timeout { provider: self.provider.clone(), after: timeout(req) }),
             };
             Ok(self.response(req, &reply, content, started))
         }
@@ -266,7 +272,7 @@ impl LlmClient for ScriptedLlm {
                     (reply.partial.clone(), Some(self.failure(Failure::StreamCut, req, sent)))
                 }
                 Body::Fail(failure) => return Err(self.failure(*failure, req, 0)),
-                Body::Hang => return Err(LlmError::Timeout { provider: self.provider.clone(), after: req.timeout }),
+                Body::Hang => return Err(LlmError::Timeout { provider: self.provider.clone(), after: timeout(req) }),
             };
             let mut events: Vec<Result<StreamEvent, LlmError>> =
                 chunks.iter().map(|c| Ok(StreamEvent::Delta(c.clone()))).collect();

@@ -5,6 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tree_sitter::Tree;
+
+use crate::index::edit::EditedText;
 use crate::lsp::convert::{Encoding, LineIndex};
 use crate::lsp::lsp;
 use crate::lsp::session::Folder;
@@ -18,12 +21,23 @@ pub(crate) struct Target {
 
 pub(crate) struct Document {
     pub version: i32,
-    pub text: String,
+    /// The text, and the tree of its last parse kept in step with every edit.
+    pub text: EditedText,
     /// The text differs from what was last written to the store.
     pub dirty: bool,
     /// Changes applied so far; a debounced write runs only if no change came after it.
     pub changes: u64,
     pub target: Option<Target>,
+}
+
+/// A document's text taken for a store write.
+pub(crate) struct Dirty {
+    pub uri: String,
+    pub target: Target,
+    pub text: String,
+    /// The tree of an earlier text with every edit since applied.
+    pub tree: Option<Tree>,
+    pub changes: u64,
 }
 
 /// A content change whose range lies outside the text: the copy is out of sync.
@@ -43,6 +57,7 @@ impl Documents {
 
     pub fn open(&self, uri: &lsp::Uri, version: i32, text: String, target: Option<Target>) {
         let dirty = target.is_some();
+        let text = EditedText::new(text);
         self.lock().insert(uri.as_str().to_owned(), Document { version, text, dirty, changes: 1, target });
     }
 
@@ -58,17 +73,18 @@ impl Documents {
         let Some(doc) = map.get_mut(uri.as_str()) else { return Ok(None) };
         for change in changes {
             match change.range {
-                None => doc.text = change.text,
+                None => doc.text.replace_all(change.text),
                 Some(range) => {
-                    let index = LineIndex::new(&doc.text);
+                    let text = doc.text.text();
+                    let index = LineIndex::new(text);
                     let lines = index.lines() as u32;
                     if range.start.line >= lines || range.end.line >= lines || range.start > range.end {
                         map.remove(uri.as_str());
                         return Err(OutOfSync);
                     }
-                    let start = index.offset(&doc.text, range.start, enc);
-                    let end = index.offset(&doc.text, range.end, enc).max(start);
-                    doc.text.replace_range(start..end, &change.text);
+                    let start = index.offset(text, range.start, enc);
+                    let end = index.offset(text, range.end, enc).max(start);
+                    doc.text.replace(start, end, &change.text);
                 }
             }
         }
@@ -88,7 +104,7 @@ impl Documents {
     }
 
     /// Takes the texts to write: every dirty document, or only `uri`; marks them clean.
-    pub fn take_dirty(&self, only: Option<&str>) -> Vec<(Target, String)> {
+    pub fn take_dirty(&self, only: Option<&str>) -> Vec<Dirty> {
         let mut map = self.lock();
         let mut out = Vec::new();
         for (uri, doc) in map.iter_mut() {
@@ -97,10 +113,24 @@ impl Documents {
             }
             doc.dirty = false;
             if let Some(target) = &doc.target {
-                out.push((target.clone(), doc.text.clone()));
+                out.push(Dirty {
+                    uri: uri.clone(),
+                    target: target.clone(),
+                    text: doc.text.text().to_owned(),
+                    tree: doc.text.tree().cloned(),
+                    changes: doc.changes,
+                });
             }
         }
         out
+    }
+
+    /// Keeps `tree`, parsed from the text of change `changes`, unless the document changed since
+    /// (its edited older tree then stays: still a valid base for the next reparse).
+    pub fn parsed(&self, uri: &str, changes: u64, tree: Tree) {
+        if let Some(doc) = self.lock().get_mut(uri).filter(|d| d.changes == changes) {
+            doc.text.set_tree(tree);
+        }
     }
 
     /// Marks every open document of `folder` dirty (after a pass that read their files from disk).
@@ -124,8 +154,18 @@ impl Documents {
     pub fn by_path(&self, folder: &Arc<Folder>, rel: &str) -> Option<(String, String)> {
         self.lock().iter().find_map(|(uri, d)| {
             let t = d.target.as_ref()?;
-            (Arc::ptr_eq(&t.folder, folder) && t.rel == rel).then(|| (uri.clone(), d.text.clone()))
+            (Arc::ptr_eq(&t.folder, folder) && t.rel == rel).then(|| (uri.clone(), d.text.text().to_owned()))
         })
+    }
+
+    /// The version of an open document.
+    pub fn version(&self, uri: &str) -> Option<i32> {
+        self.lock().get(uri).map(|d| d.version)
+    }
+
+    /// The text and version of an open document.
+    pub fn snapshot(&self, uri: &str) -> Option<(String, i32)> {
+        self.lock().get(uri).map(|d| (d.text.text().to_owned(), d.version))
     }
 
     /// The target of an open document.

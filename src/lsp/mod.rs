@@ -9,6 +9,7 @@ pub(crate) use tower_lsp_server::ls_types as lsp;
 pub(crate) mod convert;
 pub(crate) mod documents;
 pub(crate) mod handlers;
+pub(crate) mod jobs;
 pub(crate) mod progress;
 pub(crate) mod protocol;
 pub(crate) mod server;
@@ -52,6 +53,7 @@ pub fn run() -> ExitCode {
         })
         .custom_method("aurora/search", server::Backend::search)
         .custom_method("aurora/status", server::Backend::status)
+        .custom_method("window/workDoneProgress/cancel", server::Backend::work_done_progress_cancel)
         .finish();
         Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
             .concurrency_level(CONCURRENCY)

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::{Client, LanguageServer};
 
-use crate::lsp::handlers::{self, documents, lifecycle, search, status, symbols};
+use crate::lsp::handlers::{self, actions, commands, documents, lifecycle, search, status, symbols, workspace};
 use crate::lsp::lsp;
 use crate::lsp::protocol::{SearchResult, StatusResult};
 use crate::lsp::session::Session;
@@ -27,6 +27,14 @@ impl Backend {
 
     pub async fn status(&self, params: Value) -> Result<StatusResult> {
         handlers::request("aurora/status", status::status(&self.session, params)).await
+    }
+
+    /// `window/workDoneProgress/cancel` (not in tower-lsp-server's trait): cancels the job whose
+    /// server-created progress the user cancelled.
+    pub async fn work_done_progress_cancel(&self, params: lsp::WorkDoneProgressCancelParams) {
+        if !self.session.jobs.cancel(&params.token) {
+            tracing::debug!("window/workDoneProgress/cancel for a token of no running job");
+        }
     }
 }
 
@@ -57,6 +65,38 @@ impl LanguageServer for Backend {
 
     async fn did_close(&self, params: lsp::DidCloseTextDocumentParams) {
         handlers::notification("textDocument/didClose", documents::did_close(&self.session, params)).await
+    }
+
+    async fn did_change_configuration(&self, params: lsp::DidChangeConfigurationParams) {
+        handlers::notification(
+            "workspace/didChangeConfiguration",
+            workspace::did_change_configuration(&self.session, params),
+        )
+        .await
+    }
+
+    async fn did_change_watched_files(&self, params: lsp::DidChangeWatchedFilesParams) {
+        handlers::notification(
+            "workspace/didChangeWatchedFiles",
+            workspace::did_change_watched_files(&self.session, params),
+        )
+        .await
+    }
+
+    async fn did_change_workspace_folders(&self, params: lsp::DidChangeWorkspaceFoldersParams) {
+        handlers::notification(
+            "workspace/didChangeWorkspaceFolders",
+            workspace::did_change_workspace_folders(&self.session, params),
+        )
+        .await
+    }
+
+    async fn code_action(&self, params: lsp::CodeActionParams) -> Result<Option<lsp::CodeActionResponse>> {
+        handlers::request("textDocument/codeAction", actions::code_action(&self.session, params)).await
+    }
+
+    async fn execute_command(&self, params: lsp::ExecuteCommandParams) -> Result<Option<Value>> {
+        handlers::request("workspace/executeCommand", commands::execute_command(&self.session, params)).await
     }
 
     async fn symbol(&self, params: lsp::WorkspaceSymbolParams) -> Result<Option<lsp::WorkspaceSymbolResponse>> {

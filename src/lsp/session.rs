@@ -14,17 +14,24 @@ use crate::index::indexer::{self, IndexRequest, IndexStats, Progress};
 use crate::index::lang::language_for;
 use crate::lsp::convert::Encoding;
 use crate::lsp::documents::{Documents, Target};
+use crate::lsp::jobs::Jobs;
 use crate::lsp::lsp;
 use crate::lsp::progress::WorkDone;
 use crate::memory::tokenize::Tokenizer;
 use crate::store::writer::{Op, Writer};
-use crate::store::{StorePath, read};
+use crate::store::{StoreError, StorePath, read};
 use crate::workspace::watch::{self, WatchEvent, Watcher};
 
 /// Longest wait for the writer at shutdown before giving up (spec/lsp.md §1.3).
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 /// Indexing progress is polled this often; reports go out only when their text changes.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
+/// The store file under a running server is checked this often.
+const STORE_CHECK: Duration = Duration::from_secs(2);
+/// A store locked by another server is tried again this often (spec/lsp.md §3.5).
+const LOCK_RETRY: Duration = Duration::from_secs(10);
+/// Longest wait for the client's answer to `workspace/configuration`.
+const CONFIG_PULL_WAIT: Duration = Duration::from_secs(5);
 /// Upper bound of `indexing.debounceMs` (spec/lsp.md §7.2).
 const MAX_DEBOUNCE_MS: u64 = 5000;
 
@@ -37,6 +44,9 @@ pub(crate) enum FolderState {
     Opening,
     Indexing,
     Ready,
+    /// Another process writes this store: search and ask read it, nothing is written; the lock
+    /// is retried every 10 s (spec/lsp.md §3.5).
+    ReadOnly(String),
     Error(String),
 }
 
@@ -56,6 +66,8 @@ pub(crate) struct Folder {
     index_turn: Mutex<()>,
     watcher: Mutex<Option<Watcher>>,
     pub watcher_state: Mutex<&'static str>,
+    /// Removed from the workspace (or shut down): background work for it stops.
+    pub closed: AtomicBool,
 }
 
 impl Folder {
@@ -72,6 +84,7 @@ impl Folder {
             index_turn: Mutex::new(()),
             watcher: Mutex::new(None),
             watcher_state: Mutex::new("off"),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -95,17 +108,89 @@ impl Folder {
     }
 }
 
+/// What is wrong with a store file that the server has open, if anything: gone, or not SQLite.
+fn store_problem(store: &StorePath) -> Option<&'static str> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    match std::fs::File::open(&store.db) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("was deleted"),
+        Err(_) => None, // unreadable for a moment: the next check decides
+        Ok(mut f) => match f.read_exact(&mut header) {
+            Ok(()) if &header == b"SQLite format 3\0" => None,
+            Ok(()) => Some("is damaged (not an SQLite database)"),
+            Err(_) => Some("is damaged (truncated)"),
+        },
+    }
+}
+
+/// Moves a damaged store and its WAL files aside (`memory.db.corrupt-<ms>`), for inspection.
+fn set_aside(store: &StorePath) {
+    let stamp = crate::store::now_ms();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", store.db.display()));
+        if from.exists() {
+            let to = PathBuf::from(format!("{}.corrupt-{stamp}{suffix}", store.db.display()));
+            if let Err(e) = std::fs::rename(&from, &to) {
+                tracing::warn!("setting {} aside: {e}; removing it", from.display());
+                let _ = std::fs::remove_file(&from);
+            }
+        }
+    }
+}
+
+/// Why a folder's store could not be opened for writing.
+enum OpenFailure {
+    /// Another process holds the writer lock.
+    Locked(String),
+    Failed(String),
+}
+
 /// What `initialize` learned about the client.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClientFlags {
     pub work_done_progress: bool,
+    /// The client answers `workspace/configuration`.
+    pub configuration_pull: bool,
+    /// The client accepts a dynamic registration of `workspace/didChangeWatchedFiles`.
+    pub watched_files_registration: bool,
+    /// `codeActionLiteralSupport`: actions, not bare commands.
+    pub code_action_literals: bool,
+    /// `CodeAction.disabled` is shown.
+    pub code_action_disabled_support: bool,
+    /// `WorkspaceEdit.documentChanges`.
+    pub document_changes: bool,
+    /// `resourceOperations` includes `create`.
+    pub create_files: bool,
+    /// `changeAnnotationSupport`: edits can ask for confirmation.
+    pub change_annotations: bool,
+    /// `window/showDocument`.
+    pub show_document: bool,
+    /// `experimental.aurora.answerView`: the client shows answers itself.
+    pub answer_view: bool,
+    /// The editor's `processId`, watched so the server never outlives it.
+    pub editor_pid: Option<u32>,
 }
+
+/// The configuration layers the editor supplies (spec/lsp.md §7.1, layers 4 and 5).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ConfigLayer {
+    InitializationOptions,
+    /// `workspace/configuration`, or `didChangeConfiguration.settings.aurora`.
+    EditorSettings,
+}
+
+/// Config problems listed in one message before "and N more".
+const SHOWN_PROBLEMS: usize = 5;
 
 pub(crate) struct Session {
     pub client: Client,
     encoding: OnceLock<Encoding>,
     config: RwLock<Arc<Config>>,
     pub problems: Mutex<Vec<Problem>>,
+    /// The problem set last shown to the user; the same set is not shown twice.
+    shown_problems: Mutex<Vec<String>>,
+    /// `initializationOptions` and the editor's settings, as sent.
+    layers: Mutex<[serde_json::Value; 2]>,
     pub config_sources: Mutex<Vec<String>>,
     pub flags: Mutex<ClientFlags>,
     folders: RwLock<Vec<Arc<Folder>>>,
@@ -114,6 +199,8 @@ pub(crate) struct Session {
     flush_turn: Mutex<()>,
     generation: AtomicU64,
     pub shutdown_requested: AtomicBool,
+    /// Long jobs: slots, queue and cancellation by progress token.
+    pub jobs: Arc<Jobs>,
 }
 
 impl Session {
@@ -123,6 +210,8 @@ impl Session {
             encoding: OnceLock::new(),
             config: RwLock::new(Arc::new(Config::default())),
             problems: Mutex::new(Vec::new()),
+            shown_problems: Mutex::new(Vec::new()),
+            layers: Mutex::new([serde_json::Value::Null, serde_json::Value::Null]),
             config_sources: Mutex::new(Vec::new()),
             flags: Mutex::new(ClientFlags::default()),
             folders: RwLock::new(Vec::new()),
@@ -130,6 +219,7 @@ impl Session {
             flush_turn: Mutex::new(()),
             generation: AtomicU64::new(0),
             shutdown_requested: AtomicBool::new(false),
+            jobs: Jobs::new(crate::lsp::jobs::DEFAULT_RUNNING),
         }
     }
 
@@ -149,6 +239,104 @@ impl Session {
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
     }
 
+    pub fn flags(&self) -> ClientFlags {
+        lock(&self.flags).clone()
+    }
+
+    // ----- configuration -------------------------------------------------------------------
+
+    pub fn set_layer(&self, layer: ConfigLayer, value: serde_json::Value) {
+        lock(&self.layers)[layer as usize] = value;
+    }
+
+    /// Rebuilds the configuration from every source (spec/lsp.md §7.1) and records its problems.
+    /// Returns whether the configuration changed. Blocking (reads the TOML files).
+    pub fn reload_config(&self) -> bool {
+        let [init, editor] = lock(&self.layers).clone();
+        let mut problems = Vec::new();
+        let mut layer = |source: &str, value: serde_json::Value| match value {
+            serde_json::Value::Object(_) | serde_json::Value::Null => value,
+            serde_json::Value::Array(ref a) if a.is_empty() => serde_json::Value::Null,
+            other => {
+                problems.push(Problem {
+                    source: source.into(),
+                    key: String::new(),
+                    message: format!("expected an object with the `aurora` settings, found {other}; ignored"),
+                });
+                serde_json::Value::Null
+            }
+        };
+        let init = layer("initializationOptions", init);
+        let editor = layer("editor settings", editor);
+        let root = self.folders().first().map(|f| f.root.clone());
+        let loaded = match Config::load_with_layers(
+            root.as_deref(),
+            &[("initializationOptions", init), ("editor settings", editor)],
+        ) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!("reading configuration: {e}; keeping the current one");
+                return false;
+            }
+        };
+        problems.extend(loaded.problems.into_iter().map(|mut p| {
+            // Editor settings are spelled with the `aurora.` prefix (spec/lsp.md §7.3).
+            if (p.source == "initializationOptions" || p.source == "editor settings") && !p.key.is_empty() {
+                p.key = format!("aurora.{}", p.key);
+            }
+            p
+        }));
+        *lock(&self.problems) = problems;
+        *lock(&self.config_sources) = vec![
+            "defaults".into(),
+            "user file".into(),
+            "folder file".into(),
+            "initializationOptions".into(),
+            "editor settings".into(),
+        ];
+        let changed = *self.config() != loaded.config;
+        self.set_config(loaded.config);
+        changed
+    }
+
+    /// Pulls the `aurora` section with `workspace/configuration` into the editor-settings layer.
+    pub async fn pull_configuration(&self) {
+        let item = lsp::ConfigurationItem { scope_uri: None, section: Some("aurora".into()) };
+        match tokio::time::timeout(CONFIG_PULL_WAIT, self.client.configuration(vec![item])).await {
+            Ok(Ok(mut values)) => {
+                let value = if values.is_empty() { serde_json::Value::Null } else { values.swap_remove(0) };
+                self.set_layer(ConfigLayer::EditorSettings, value);
+            }
+            Ok(Err(e)) => tracing::warn!("workspace/configuration failed: {e}"),
+            Err(_) => tracing::warn!("the client did not answer workspace/configuration within 5 s"),
+        }
+    }
+
+    /// Shows the configuration problems in one Warning message, unless this set was shown already.
+    pub async fn report_problems(&self) {
+        let problems: Vec<String> = lock(&self.problems).iter().map(ToString::to_string).collect();
+        {
+            let mut shown = lock(&self.shown_problems);
+            if *shown == problems {
+                return;
+            }
+            shown.clone_from(&problems);
+        }
+        for p in &problems {
+            tracing::warn!("configuration: {p}");
+        }
+        if problems.is_empty() {
+            return;
+        }
+        let mut message =
+            format!("Aurora configuration: {}", problems[..problems.len().min(SHOWN_PROBLEMS)].join("; "));
+        if problems.len() > SHOWN_PROBLEMS {
+            message.push_str(&format!(" — and {} more; see Aurora: Show status", problems.len() - SHOWN_PROBLEMS));
+        }
+        let client = self.client.clone();
+        tokio::spawn(async move { client.show_message(lsp::MessageType::WARNING, message).await });
+    }
+
     pub fn folders(&self) -> Vec<Arc<Folder>> {
         self.folders.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -163,6 +351,47 @@ impl Session {
             }
         }
         *self.folders.write().unwrap_or_else(PoisonError::into_inner) = kept;
+    }
+
+    /// Adds a folder unless it lies inside a folder already served; returns it if added.
+    pub fn add_folder(&self, folder: Folder) -> Option<Arc<Folder>> {
+        let mut folders = self.folders.write().unwrap_or_else(PoisonError::into_inner);
+        if folders.iter().any(|k| folder.root.starts_with(&k.root)) {
+            tracing::info!("{} lies inside a served folder; it shares that folder's index", folder.root.display());
+            return None;
+        }
+        let folder = Arc::new(folder);
+        folders.push(folder.clone());
+        folders.sort_by(|a, b| a.root.cmp(&b.root));
+        Some(folder)
+    }
+
+    /// Removes the folder with this root; returns it.
+    pub fn remove_folder(&self, root: &Path) -> Option<Arc<Folder>> {
+        let mut folders = self.folders.write().unwrap_or_else(PoisonError::into_inner);
+        let at = folders.iter().position(|f| f.root == root)?;
+        Some(folders.remove(at))
+    }
+
+    /// Stops a folder's pass and watcher, writes its pending buffers, then commits, checkpoints
+    /// and releases its store (the files stay on disk).
+    pub async fn close_folder(self: &Arc<Self>, folder: Arc<Folder>) {
+        folder.closed.store(true, Ordering::Relaxed);
+        lock(&folder.pass).cancel.store(true, Ordering::Relaxed);
+        lock(&folder.watcher).take();
+        let session = self.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            session.flush_blocking(None);
+            let _turn = lock(&folder.index_turn);
+            if let Some(writer) = lock(&folder.writer).take()
+                && let Err(e) = writer.send_bulk(Op::Checkpoint).and_then(|()| writer.sync().map(drop))
+            {
+                tracing::error!("closing the store of {}: {e}", folder.name);
+            }
+        });
+        if tokio::time::timeout(SHUTDOWN_FLUSH, work).await.is_err() {
+            tracing::error!("closing a folder's store took over 5 s; pending writes were dropped");
+        }
     }
 
     pub fn generation(&self) -> u64 {
@@ -194,9 +423,13 @@ impl Session {
         }
         let config = self.config();
         let mut writers: Vec<Arc<Writer>> = Vec::new();
-        for (target, text) in work {
+        for dirty in work {
+            let target = &dirty.target;
             let Some(writer) = target.folder.writer() else { continue };
-            let Some(op) = indexer::buffer_op(&target.rel, &text, &config) else { continue };
+            let Some((op, tree)) = indexer::buffer_op(&target.rel, &dirty.text, dirty.tree.as_ref(), &config) else {
+                continue;
+            };
+            self.documents.parsed(&dirty.uri, dirty.changes, tree);
             if let Err(e) = writer.send(op) {
                 tracing::error!("writing the buffer of {}: {e}", target.rel);
                 continue;
@@ -244,11 +477,17 @@ impl Session {
     /// Runs the indexer over `scope` (the folder or one file in it) through the folder's writer,
     /// then rewrites the open buffers of the folder, which take precedence over the disk.
     /// Blocking.
-    fn run_index(&self, folder: &Arc<Folder>, scope: &Path, progress: &Progress) -> Result<IndexStats, String> {
+    fn run_index(
+        &self,
+        folder: &Arc<Folder>,
+        scope: &Path,
+        progress: &Progress,
+        rebuild: bool,
+    ) -> Result<IndexStats, String> {
         let writer = folder.writer().ok_or_else(|| "the store is not open".to_owned())?;
         let _turn = lock(&folder.index_turn);
         let config = self.config();
-        let req = IndexRequest { root: &folder.root, scope, store: &folder.store, config: &config, rebuild: false };
+        let req = IndexRequest { root: &folder.root, scope, store: &folder.store, config: &config, rebuild };
         let stats = indexer::index_with_writer(&req, progress, &writer).map_err(|e| format!("{e:#}"))?;
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.documents.mark_dirty_in(folder);
@@ -257,22 +496,48 @@ impl Session {
     }
 
     /// Opens the folder's store and takes its writer. Blocking.
-    fn open_store(&self, folder: &Folder) -> Result<(), String> {
+    fn open_store(&self, folder: &Folder) -> Result<(), OpenFailure> {
         let tokenizer = Tokenizer::new(self.config().memory.tokenizer.stemming);
-        let writer = Writer::open(&folder.store, &indexer::store_versions(&tokenizer))
-            .map_err(|e| format!("the index for '{}' could not be opened: {e}", folder.name))?;
+        let writer = Writer::open(&folder.store, &indexer::store_versions(&tokenizer)).map_err(|e| match e {
+            StoreError::Locked { pid } => OpenFailure::Locked(match pid {
+                Some(pid) => format!("another Aurora server, pid {pid}, is indexing this folder"),
+                None => "another Aurora server is indexing this folder".to_owned(),
+            }),
+            e => OpenFailure::Failed(format!("the index for '{}' could not be opened: {e}", folder.name)),
+        })?;
         *lock(&folder.writer) = Some(Arc::new(writer));
         Ok(())
     }
 
     /// `initialized` for one folder: store, watcher, then a full indexing pass under progress.
+    /// A store locked by another server is served read-only while the lock is retried.
     pub async fn start_folder(self: Arc<Self>, folder: Arc<Folder>) {
-        let s = self.clone();
-        let f = folder.clone();
-        let opened = tokio::task::spawn_blocking(move || s.open_store(&f)).await;
+        let mut announced = false;
+        let opened = loop {
+            let s = self.clone();
+            let f = folder.clone();
+            match tokio::task::spawn_blocking(move || s.open_store(&f)).await {
+                Ok(Err(OpenFailure::Locked(why))) => {
+                    if !announced {
+                        tracing::warn!("{}: {why}; serving its index read-only", folder.name);
+                        announced = true;
+                    }
+                    folder.set_state(FolderState::ReadOnly(why));
+                    tokio::time::sleep(LOCK_RETRY).await;
+                    if folder.closed.load(Ordering::Relaxed) || self.shutdown_requested.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                other => break other,
+            }
+        };
         match opened {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+            Ok(Ok(())) => {
+                if announced {
+                    tracing::info!("{}: the store's lock was released; this server now indexes it", folder.name);
+                }
+            }
+            Ok(Err(OpenFailure::Failed(e) | OpenFailure::Locked(e))) => {
                 tracing::error!("{e}");
                 folder.set_state(FolderState::Error(e));
                 return;
@@ -284,12 +549,63 @@ impl Session {
             }
         }
         self.start_watcher(&folder);
+        tokio::spawn(self.clone().guard_store(folder.clone()));
         self.index_pass(folder).await;
     }
 
-    /// One full pass over a folder, reported as `$/progress` ("Indexing 120/884 files").
+    /// Watches the store file under the running server: deleted, or no longer an SQLite database
+    /// (overwritten, truncated), it is set aside and rebuilt from the workspace, with a message.
+    async fn guard_store(self: Arc<Self>, folder: Arc<Folder>) {
+        loop {
+            tokio::time::sleep(STORE_CHECK).await;
+            if folder.closed.load(Ordering::Relaxed) || self.shutdown_requested.load(Ordering::Relaxed) {
+                return;
+            }
+            if folder.writer().is_none() {
+                continue;
+            }
+            let Some(problem) = store_problem(&folder.store) else { continue };
+            tracing::error!("the index of {} {problem}; rebuilding it", folder.name);
+            let message = format!("The Aurora index of '{}' {problem}; it is being rebuilt.", folder.name);
+            let client = self.client.clone();
+            tokio::spawn(async move { client.show_message(lsp::MessageType::WARNING, message).await });
+            folder.set_state(FolderState::Opening);
+            let (s, f) = (self.clone(), folder.clone());
+            let reopened = tokio::task::spawn_blocking(move || {
+                let _turn = lock(&f.index_turn);
+                drop(lock(&f.writer).take());
+                set_aside(&f.store);
+                s.open_store(&f)
+            })
+            .await;
+            match reopened {
+                Ok(Ok(())) => {
+                    let _ = self.clone().index_pass_with(folder.clone(), true).await;
+                }
+                Ok(Err(OpenFailure::Failed(e) | OpenFailure::Locked(e))) => {
+                    tracing::error!("{e}");
+                    folder.set_state(FolderState::Error(e));
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("rebuilding the store of {}: {e}", folder.name);
+                    folder.set_state(FolderState::Error("rebuilding the index failed".into()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A full pass over a folder (see [`Session::index_pass_with`]).
     pub async fn index_pass(self: Arc<Self>, folder: Arc<Folder>) {
+        let _ = self.index_pass_with(folder, false).await;
+    }
+
+    /// One full pass over a folder, reported as `$/progress` ("Indexing 120/884 files"); a
+    /// running pass is cancelled first. `rebuild` re-parses every file regardless of mtime and hash.
+    pub async fn index_pass_with(self: Arc<Self>, folder: Arc<Folder>, rebuild: bool) -> Result<IndexStats, String> {
         let progress = Arc::new(Progress::default());
+        lock(&folder.pass).cancel.store(true, Ordering::Relaxed);
         *lock(&folder.pass) = progress.clone();
         folder.set_state(FolderState::Indexing);
         let supported = lock(&self.flags).work_done_progress;
@@ -299,7 +615,7 @@ impl Session {
                 .await;
         let started = Instant::now();
         let (s, f, p) = (self.clone(), folder.clone(), progress.clone());
-        let mut job = tokio::task::spawn_blocking(move || s.run_index(&f, &f.root.clone(), &p));
+        let mut job = tokio::task::spawn_blocking(move || s.run_index(&f, &f.root.clone(), &p, rebuild));
         let multi = self.folders().len() > 1;
         let label = |done: u64, total: u64| {
             if multi {
@@ -326,24 +642,33 @@ impl Session {
         match result {
             Ok(Ok(stats)) => {
                 let skipped: u64 = stats.skipped.values().sum();
-                let message = format!(
-                    "Indexed {} files, {} chunks in {secs:.1} s ({skipped} skipped)",
-                    stats.indexed + stats.unchanged + stats.touched,
-                    stats.total_chunks
-                );
+                let message = if stats.cancelled {
+                    "Indexing restarted".to_owned()
+                } else {
+                    format!(
+                        "Indexed {} files, {} chunks in {secs:.1} s ({skipped} skipped)",
+                        stats.indexed + stats.unchanged + stats.touched,
+                        stats.total_chunks
+                    )
+                };
                 tracing::info!("{}: {message}", folder.name);
-                folder.set_state(FolderState::Ready);
+                if Arc::ptr_eq(&*lock(&folder.pass), &progress) {
+                    folder.set_state(FolderState::Ready);
+                }
                 work.end(message).await;
+                Ok(stats)
             }
             Ok(Err(e)) => {
                 tracing::error!("indexing {}: {e}", folder.name);
                 folder.set_state(FolderState::Error(e.clone()));
                 work.end(format!("Indexing failed: {e}")).await;
+                Err(e)
             }
             Err(e) => {
                 tracing::error!("indexing {} panicked: {e}", folder.name);
                 folder.set_state(FolderState::Error("indexing failed; details are in the Aurora log".into()));
                 work.end("Indexing failed; details are in the Aurora log.".into()).await;
+                Err("indexing failed; details are in the Aurora log".into())
             }
         }
     }
@@ -392,7 +717,7 @@ impl Session {
 
     /// Brings the store up to date with changed paths on disk. Open documents are skipped (their
     /// buffer wins until closed). Blocking.
-    fn apply_disk_changes(&self, folder: &Arc<Folder>, paths: Vec<PathBuf>) {
+    pub fn apply_disk_changes(&self, folder: &Arc<Folder>, paths: Vec<PathBuf>) {
         let Some(writer) = folder.writer() else { return };
         let open = self.documents.open_paths_in(folder);
         let mut deleted = false;
@@ -405,7 +730,7 @@ impl Session {
                 if language_for(&rel).is_none() || watch::is_ignored(&folder.root, &rel, false) {
                     continue;
                 }
-                if let Err(e) = self.run_index(folder, &path, &Progress::default()) {
+                if let Err(e) = self.run_index(folder, &path, &Progress::default(), false) {
                     tracing::warn!("indexing {rel}: {e}");
                 }
             } else if !path.exists() {
@@ -444,7 +769,7 @@ impl Session {
         let result = tokio::task::spawn_blocking(move || {
             let abs = target.folder.root.join(&target.rel);
             if abs.is_file() {
-                session.run_index(&target.folder, &abs, &Progress::default()).map(drop)
+                session.run_index(&target.folder, &abs, &Progress::default(), false).map(drop)
             } else {
                 // Closed without ever being saved: nothing of it stays.
                 session.apply_disk_changes(&target.folder, vec![abs]);
@@ -464,8 +789,10 @@ impl Session {
     /// Stops passes and watchers, writes pending buffers, and commits and checkpoints every store.
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutdown_requested.store(true, Ordering::Relaxed);
+        self.jobs.cancel_all();
         let folders = self.folders();
         for folder in &folders {
+            folder.closed.store(true, Ordering::Relaxed);
             lock(&folder.pass).cancel.store(true, Ordering::Relaxed);
             lock(&folder.watcher).take();
         }

@@ -5,6 +5,7 @@
 
 mod migrate;
 pub mod read;
+pub mod soar;
 pub mod usage;
 pub mod writer;
 
@@ -248,7 +249,8 @@ mod tests {
         let (conn, lock) = open_writer(&path, &versions()).unwrap();
         conn.execute_batch(
             "INSERT INTO files(path, size, mtime_ns, status, indexed_at) VALUES ('a.py', 1, 1, 'ok', 0); \
-             DROP TABLE llm_usage; PRAGMA user_version = 1;",
+             DROP TABLE llm_usage; DROP TABLE decomposition_cache; DROP TABLE reasoning_chunks; \
+             DROP TABLE conversations; PRAGMA user_version = 1;",
         )
         .unwrap();
         drop((conn, lock));

@@ -84,7 +84,37 @@ pub struct FtsDoc {
 #[derive(Clone, Debug)]
 pub struct ChunkWrite {
     pub chunk: Chunk,
-    pub fts: FtsDoc,
+    pub fts: Fts,
+}
+
+/// Makes a chunk's FTS document on the writer thread.
+pub type FtsMaker = std::sync::Arc<dyn Fn(&Chunk) -> FtsDoc + Send + Sync>;
+
+/// A chunk's FTS document, tokenised already (cold indexing tokenises on the parallel workers),
+/// or on demand (editor buffers: most chunks of a re-chunked buffer are unchanged, and the writer
+/// tokenises only the ones it inserts or updates).
+#[derive(Clone)]
+pub enum Fts {
+    Ready(FtsDoc),
+    Deferred(FtsMaker),
+}
+
+impl Fts {
+    fn doc(&self, chunk: &Chunk) -> std::borrow::Cow<'_, FtsDoc> {
+        match self {
+            Fts::Ready(doc) => std::borrow::Cow::Borrowed(doc),
+            Fts::Deferred(make) => std::borrow::Cow::Owned(make(chunk)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Fts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fts::Ready(doc) => f.debug_tuple("Ready").field(doc).finish(),
+            Fts::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +153,8 @@ pub enum Op {
     CarryHistory { from: String, to: String },
     /// One LLM call's usage (cost, tokens, outcome).
     RecordUsage(crate::llm::UsageRecord),
+    /// A write to SOAR's tables (cache, reasoning patterns, conversation log).
+    Soar(super::soar::SoarWrite),
     /// Drop every file, chunk, FTS row and edge (`--rebuild`); access history is kept.
     Clear,
     /// Remove access history of chunks that no longer exist and were last used 30+ days ago.
@@ -167,6 +199,8 @@ pub struct WriteStats {
 enum Msg {
     Op(Op),
     Sync(Sender<WriteStats>),
+    /// An op applied and committed in its own transaction; the sender learns whether it stuck.
+    Acked(Op, Sender<Result<(), String>>),
 }
 
 /// Handle to the writer thread. Dropping it (or [`Writer::finish`]) commits what is queued.
@@ -201,6 +235,14 @@ impl Writer {
     /// Queues interactive work, which jumps ahead of bulk work.
     pub fn send(&self, op: Op) -> Result<(), StoreError> {
         self.interactive.send(Msg::Op(op)).map_err(|_| StoreError::WriterGone("writer thread ended".into()))
+    }
+
+    /// Applies `op` in its own transaction, ahead of bulk work, and waits until it is committed or
+    /// rolled back. Blocks: call it from a blocking context.
+    pub fn send_acked(&self, op: Op) -> Result<(), StoreError> {
+        let (tx, rx) = bounded(1);
+        self.interactive.send(Msg::Acked(op, tx)).map_err(|_| StoreError::WriterGone("writer thread ended".into()))?;
+        rx.recv().map_err(|_| StoreError::WriterGone("writer thread ended".into()))?.map_err(StoreError::WriterGone)
     }
 
     /// Waits until everything queued before this call is committed; returns the totals so far.
@@ -246,6 +288,7 @@ struct WriterThread {
     stats: WriteStats,
     batch: Option<Batch>,
     commits_since_checkpoint: u32,
+    last_error: Option<String>,
 }
 
 struct Batch {
@@ -258,7 +301,14 @@ struct Batch {
 
 impl WriterThread {
     fn new(conn: Connection, committed_files: Arc<AtomicU64>) -> WriterThread {
-        WriterThread { conn, committed_files, stats: WriteStats::default(), batch: None, commits_since_checkpoint: 0 }
+        WriterThread {
+            conn,
+            committed_files,
+            stats: WriteStats::default(),
+            batch: None,
+            commits_since_checkpoint: 0,
+            last_error: None,
+        }
     }
 
     fn run(mut self, bulk: &Receiver<Msg>, interactive: &Receiver<Msg>) -> WriteStats {
@@ -336,6 +386,18 @@ impl WriterThread {
                 self.commit();
                 let _ = reply.send(self.stats.clone());
             }
+            Msg::Acked(op, reply) => {
+                self.commit();
+                let failed = self.stats.failed_batches;
+                self.handle(Msg::Op(op));
+                self.commit();
+                let result = if self.stats.failed_batches == failed {
+                    Ok(())
+                } else {
+                    Err(self.last_error.clone().unwrap_or_else(|| "the write was rolled back".into()))
+                };
+                let _ = reply.send(result);
+            }
             Msg::Op(Op::Checkpoint) => {
                 self.commit();
                 self.checkpoint("TRUNCATE");
@@ -394,6 +456,7 @@ impl WriterThread {
         tracing::error!("store write failed, batch rolled back: {e}");
         self.stats.failed_batches += 1;
         self.stats.first_error.get_or_insert_with(|| e.to_string());
+        self.last_error = Some(e.to_string());
     }
 
     fn checkpoint(&mut self, mode: &str) {
@@ -456,6 +519,10 @@ fn apply(conn: &Connection, op: Op) -> Result<Applied, StoreError> {
         }
         Op::RecordUsage(usage) => {
             super::usage::insert(conn, &usage)?;
+            Ok(Applied::default())
+        }
+        Op::Soar(write) => {
+            super::soar::apply(conn, write)?;
             Ok(Applied::default())
         }
         Op::Clear => {
@@ -568,7 +635,7 @@ fn write_file(
         match stored.remove(&c.id.0) {
             None => {
                 if insert_chunk(conn, c, now)? {
-                    insert_fts(conn, c.id, &cw.fts)?;
+                    insert_fts(conn, c.id, &cw.fts.doc(c))?;
                     insert_edges(conn, c)?;
                     counts.inserted += 1;
                 } else {
@@ -592,7 +659,7 @@ fn write_file(
             Some(_) => {
                 if update_chunk(conn, c, now)? {
                     conn.prepare_cached("DELETE FROM chunks_fts WHERE rowid = ?1")?.execute([c.id.0])?;
-                    insert_fts(conn, c.id, &cw.fts)?;
+                    insert_fts(conn, c.id, &cw.fts.doc(c))?;
                     conn.prepare_cached("DELETE FROM edges WHERE src_chunk = ?1")?.execute([c.id.0])?;
                     insert_edges(conn, c)?;
                     counts.updated += 1;

@@ -6,4 +6,5 @@ mod llm;
 mod lsp;
 mod scripts;
 mod search;
+mod soar;
 mod support;

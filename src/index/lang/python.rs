@@ -96,8 +96,14 @@ pub fn chunk_file(
     source: &str,
     opts: &ChunkOptions,
 ) -> Result<ChunkedFile, ParseTimeout> {
-    let tree = parse(parser, source, opts.parse_timeout_ms)?;
+    let tree = parse(parser, source, None, opts.parse_timeout_ms)?;
     Ok(chunk_tree(&tree, path, source, opts))
+}
+
+/// Parses `source`, reusing `old` (a tree of the previous text, already given every edit through
+/// `Tree::edit`) so that only the edited regions are parsed again (spec/lsp.md §2.2).
+pub fn reparse(parser: &mut Parser, source: &str, old: Option<&Tree>, timeout_ms: u64) -> Result<Tree, ParseTimeout> {
+    parse(parser, source, old, timeout_ms)
 }
 
 /// Same, from a tree already parsed from `source` (the LSP path reuses incremental trees).
@@ -105,18 +111,18 @@ pub fn chunk_tree(tree: &Tree, path: &str, source: &str, opts: &ChunkOptions) ->
     Walk::new(tree, path, source, opts).run()
 }
 
-fn parse(parser: &mut Parser, source: &str, timeout_ms: u64) -> Result<Tree, ParseTimeout> {
+fn parse(parser: &mut Parser, source: &str, old: Option<&Tree>, timeout_ms: u64) -> Result<Tree, ParseTimeout> {
     let bytes = source.as_bytes();
     let mut read = |offset: usize, _| bytes.get(offset..).unwrap_or_default();
     let tree = if timeout_ms == 0 {
-        parser.parse_with_options(&mut read, None, None)
+        parser.parse_with_options(&mut read, old, None)
     } else {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let mut progress = |_: &ParseState| {
             if Instant::now() >= deadline { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         };
         let options = ParseOptions::new().progress_callback(&mut progress);
-        parser.parse_with_options(&mut read, None, Some(options))
+        parser.parse_with_options(&mut read, old, Some(options))
     };
     tree.ok_or_else(|| {
         // A cancelled parse would otherwise resume on the parser's next call.

@@ -6,14 +6,11 @@ use std::sync::Arc;
 use serde_json::json;
 use tower_lsp_server::jsonrpc;
 
-use crate::config::{Config, Problem};
 use crate::lsp::convert::{self, Encoding};
+use crate::lsp::handlers::actions;
 use crate::lsp::lsp;
 use crate::lsp::protocol::PROTOCOL_VERSION;
-use crate::lsp::session::{Folder, Session};
-
-/// Config problems listed in one message before "and N more".
-const SHOWN_PROBLEMS: usize = 5;
+use crate::lsp::session::{ConfigLayer, Folder, Session};
 
 /// Reads the configuration and negotiates; opens no store and walks no directory.
 pub(crate) async fn initialize(
@@ -26,52 +23,41 @@ pub(crate) async fn initialize(
         params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
 
     let folders = workspace_folders(&params);
-    let first_root = folders.first().map(|f| f.root.clone());
     session.set_folders(folders);
 
-    let options = params.initialization_options.clone().unwrap_or(serde_json::Value::Null);
-    let loaded = tokio::task::spawn_blocking(move || {
-        let mut shape = Vec::new();
-        let options = match options {
-            serde_json::Value::Object(_) | serde_json::Value::Null => options,
-            serde_json::Value::Array(ref a) if a.is_empty() => serde_json::Value::Null,
-            other => {
-                shape.push(Problem {
-                    source: "initializationOptions".into(),
-                    key: String::new(),
-                    message: format!("expected an object with the `aurora` settings, found {other}; ignored"),
-                });
-                serde_json::Value::Null
-            }
-        };
-        Config::load_with_layers(first_root.as_deref(), &[("initializationOptions", options)]).map(|mut l| {
-            shape.append(&mut l.problems);
-            l.problems = shape;
-            l
-        })
-    })
-    .await;
-    match loaded {
-        Ok(Ok(loaded)) => {
-            let problems = loaded
-                .problems
-                .into_iter()
-                .map(|mut p| {
-                    // Editor settings are spelled with the `aurora.` prefix (spec/lsp.md §7.3).
-                    if p.source == "initializationOptions" && !p.key.is_empty() {
-                        p.key = format!("aurora.{}", p.key);
-                    }
-                    p
-                })
-                .collect();
-            session.set_config(loaded.config);
-            *session.problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
-        }
-        Ok(Err(e)) => tracing::warn!("reading configuration: {e}; using defaults"),
-        Err(e) => tracing::error!("reading configuration: {e}"),
+    {
+        let mut flags = session.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let workspace = params.capabilities.workspace.as_ref();
+        flags.configuration_pull = workspace.and_then(|w| w.configuration).unwrap_or(false);
+        flags.watched_files_registration = workspace
+            .and_then(|w| w.did_change_watched_files.as_ref())
+            .and_then(|d| d.dynamic_registration)
+            .unwrap_or(false);
+        let edit = workspace.and_then(|w| w.workspace_edit.as_ref());
+        flags.editor_pid = params.process_id;
+        flags.document_changes = edit.and_then(|e| e.document_changes).unwrap_or(false);
+        flags.create_files = edit
+            .and_then(|e| e.resource_operations.as_ref())
+            .is_some_and(|ops| ops.contains(&lsp::ResourceOperationKind::Create));
+        flags.change_annotations = edit.and_then(|e| e.change_annotation_support.as_ref()).is_some();
+        let code_action = params.capabilities.text_document.as_ref().and_then(|t| t.code_action.as_ref());
+        flags.code_action_literals = code_action.and_then(|c| c.code_action_literal_support.as_ref()).is_some();
+        flags.code_action_disabled_support = code_action.and_then(|c| c.disabled_support).unwrap_or(false);
+        flags.show_document =
+            params.capabilities.window.as_ref().and_then(|w| w.show_document.as_ref()).is_some_and(|s| s.support);
+        flags.answer_view = params
+            .capabilities
+            .experimental
+            .as_ref()
+            .and_then(|e| e.pointer("/aurora/answerView"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
     }
-    *session.config_sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-        vec!["defaults".into(), "user file".into(), "folder file".into(), "initializationOptions".into()];
+    session.set_layer(ConfigLayer::InitializationOptions, params.initialization_options.clone().unwrap_or_default());
+    let s = session.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || s.reload_config()).await {
+        tracing::error!("reading configuration: {e}");
+    }
 
     let capabilities = lsp::ServerCapabilities {
         position_encoding: Some(enc.kind()),
@@ -82,10 +68,19 @@ pub(crate) async fn initialize(
             ..Default::default()
         })),
         workspace_symbol_provider: Some(lsp::OneOf::Left(true)),
+        code_action_provider: Some(lsp::CodeActionProviderCapability::Options(lsp::CodeActionOptions {
+            code_action_kinds: Some(actions::kinds()),
+            resolve_provider: Some(false),
+            work_done_progress_options: Default::default(),
+        })),
+        execute_command_provider: Some(lsp::ExecuteCommandOptions {
+            commands: actions::COMMANDS.iter().map(|c| (*c).to_owned()).collect(),
+            work_done_progress_options: lsp::WorkDoneProgressOptions { work_done_progress: Some(true) },
+        }),
         workspace: Some(lsp::WorkspaceServerCapabilities {
             workspace_folders: Some(lsp::WorkspaceFoldersServerCapabilities {
                 supported: Some(true),
-                change_notifications: None,
+                change_notifications: Some(lsp::OneOf::Left(true)),
             }),
             file_operations: None,
         }),
@@ -93,7 +88,7 @@ pub(crate) async fn initialize(
             "aurora": {
                 "protocolVersion": PROTOCOL_VERSION,
                 "requests": ["aurora/search", "aurora/status"],
-                "notifications": [],
+                "notifications": ["aurora/didChangeStatus"],
                 "partialResults": [],
             }
         })),
@@ -134,27 +129,41 @@ fn workspace_folders(params: &lsp::InitializeParams) -> Vec<Folder> {
 /// Reports configuration problems, then opens each folder's store, starts its watcher and
 /// indexes it in the background. Returns at once.
 pub(crate) async fn initialized(session: &Arc<Session>) {
-    let problems: Vec<String> = session
-        .problems
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    for p in &problems {
-        tracing::warn!("configuration: {p}");
+    if session.flags().configuration_pull {
+        session.pull_configuration().await;
     }
-    if !problems.is_empty() {
-        let mut message =
-            format!("Aurora configuration: {}", problems[..problems.len().min(SHOWN_PROBLEMS)].join("; "));
-        if problems.len() > SHOWN_PROBLEMS {
-            message.push_str(&format!(" — and {} more; see Aurora: Show status", problems.len() - SHOWN_PROBLEMS));
-        }
-        let client = session.client.clone();
-        tokio::spawn(async move { client.show_message(lsp::MessageType::WARNING, message).await });
+    session.report_problems().await;
+    if session.flags().watched_files_registration {
+        super::workspace::register_watchers(session).await;
+    }
+    tokio::spawn(super::status::notifier(session.clone()));
+    if let Some(pid) = session.flags().editor_pid {
+        tokio::spawn(watch_editor(session.clone(), pid));
     }
     for folder in session.folders() {
         tokio::spawn(session.clone().start_folder(folder));
+    }
+}
+
+/// The editor process is checked this often (spec/lsp.md §1.3).
+const EDITOR_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends the server (writes flushed, exit code 1) when the editor that started it is gone.
+async fn watch_editor(session: Arc<Session>, pid: u32) {
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    if !std::path::Path::new("/proc/self").exists() {
+        return; // no procfs: nothing to check with
+    }
+    loop {
+        tokio::time::sleep(EDITOR_CHECK).await;
+        if session.shutdown_requested.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if !proc_dir.exists() {
+            tracing::warn!("the editor (pid {pid}) is gone; writing pending changes and exiting");
+            session.shutdown().await;
+            std::process::exit(1);
+        }
     }
 }
 

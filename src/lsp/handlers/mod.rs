@@ -10,11 +10,15 @@
 //! Every request ends in exactly one response: a panic in the blocking part or in the handler
 //! future itself becomes `InternalError` (spec/lsp.md §0.1) and the server keeps running.
 
+pub(crate) mod actions;
+pub(crate) mod commands;
 pub(crate) mod documents;
 pub(crate) mod lifecycle;
 pub(crate) mod search;
+pub(crate) mod soar_commands;
 pub(crate) mod status;
 pub(crate) mod symbols;
+pub(crate) mod workspace;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

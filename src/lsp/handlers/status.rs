@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tower_lsp_server::jsonrpc;
 
 use crate::llm::config::ProviderKind;
-use crate::lsp::protocol::{ConfigProblem, ConfigStatus, FolderStatus, LlmStatus, PROTOCOL_VERSION, StatusResult};
+use crate::lsp::protocol::{
+    ConfigProblem, ConfigStatus, DidChangeStatus, FolderStatus, IndexingCount, LlmStatus, PROTOCOL_VERSION,
+    StatusCommand, StatusResult,
+};
 use crate::lsp::session::{FolderState, Session};
 use crate::store::read;
 
@@ -23,18 +27,11 @@ pub(crate) async fn status(session: &Arc<Session>, _params: Value) -> jsonrpc::R
 fn build(session: &Session) -> StatusResult {
     let config = session.config();
     let mut folders = Vec::new();
-    let mut indexing = None;
-    let mut any_ok = false;
     for folder in session.folders() {
         let state = folder.state();
         let counts = crate::store::open_reader(&folder.store).and_then(|c| read::counts(&c)).unwrap_or_default();
         let pass = folder.pass.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let (done, total) = (pass.committed.load(Ordering::Relaxed), pass.total.load(Ordering::Relaxed));
-        if state == FolderState::Indexing {
-            let (d, t) = indexing.unwrap_or((0, 0));
-            indexing = Some((d + done.min(total), t + total));
-        }
-        any_ok |= !matches!(state, FolderState::Error(_));
+        let total = pass.total.load(Ordering::Relaxed);
         let watcher = *folder.watcher_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         folders.push(FolderStatus {
             uri: folder.uri.clone(),
@@ -43,6 +40,7 @@ fn build(session: &Session) -> StatusResult {
                 FolderState::Opening => "opening",
                 FolderState::Indexing => "indexing",
                 FolderState::Ready => "ready",
+                FolderState::ReadOnly(_) => "readOnly",
                 FolderState::Error(_) => "error",
             },
             files_indexed: counts.files_ok + counts.files_partial,
@@ -54,7 +52,7 @@ fn build(session: &Session) -> StatusResult {
             last_indexed_at: counts.last_indexed_at.map(|ms| format!("{ms}")),
             db_bytes: folder.store.size_bytes(),
             error: match state {
-                FolderState::Error(e) => Some(e),
+                FolderState::Error(e) | FolderState::ReadOnly(e) => Some(e),
                 _ => None,
             },
         });
@@ -82,18 +80,9 @@ fn build(session: &Session) -> StatusResult {
         .iter()
         .map(|p| ConfigProblem { key_path: p.key.clone(), source: p.source.clone(), message: p.message.clone() })
         .collect();
-    let (state, message) = if !folders.is_empty() && !any_ok {
-        ("error", "No folder has a usable index".to_owned())
-    } else if let Some((done, total)) = indexing {
-        ("indexing", format!("Indexing {done}/{total} files"))
-    } else if llm.provider == ProviderKind::None || !problems.is_empty() {
-        (
-            "degraded",
-            if problems.is_empty() { "Search only: no LLM configured" } else { "Configuration problems" }.into(),
-        )
-    } else {
-        ("ready", "Ready".to_owned())
-    };
+    let summary = summary(session);
+    let state = STATES.iter().find(|s| **s == summary.state).copied().unwrap_or("ready");
+    let message = summary.message;
     StatusResult {
         state,
         message,
@@ -107,7 +96,109 @@ fn build(session: &Session) -> StatusResult {
             sources: session.config_sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
             problems,
         },
-        active_requests: 0,
-        queued_requests: 0,
+        active_requests: session.jobs.counts().0,
+        queued_requests: session.jobs.counts().1,
     }
+}
+
+const STATES: [&str; 5] = ["starting", "indexing", "ready", "degraded", "error"];
+
+/// Reasons that make the server `degraded`, in the order their messages take precedence.
+const DEGRADING: [(&str, &str); 5] = [
+    ("storeError", "Index error; see Aurora status"),
+    ("storeReadOnly", "Read-only: another Aurora server indexes this folder"),
+    ("configInvalid", "Configuration problems; see Aurora status"),
+    ("watcherDegraded", "File watcher degraded; see Aurora status"),
+    ("llmNotConfigured", "Search only: no LLM configured"),
+];
+
+/// The status-bar summary (spec/lsp.md §4.5), from in-memory state only: no SQL, no network.
+pub(crate) fn summary(session: &Session) -> DidChangeStatus {
+    let folders = session.folders();
+    let mut reasons: Vec<&'static str> = Vec::new();
+    let (mut done, mut total, mut busy, mut opening, mut usable) = (0, 0, false, false, false);
+    for folder in &folders {
+        match folder.state() {
+            FolderState::Indexing => {
+                busy = true;
+                let pass = folder.pass.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                let t = pass.total.load(Ordering::Relaxed);
+                done += pass.committed.load(Ordering::Relaxed).min(t);
+                total += t;
+                usable = true;
+            }
+            FolderState::Opening => opening = true,
+            FolderState::Ready => usable = true,
+            FolderState::ReadOnly(_) => {
+                usable = true;
+                reasons.push("storeReadOnly");
+            }
+            FolderState::Error(_) => reasons.push("storeError"),
+        }
+        if *folder.watcher_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == "degraded" {
+            reasons.push("watcherDegraded");
+        }
+    }
+    if !session.problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() {
+        reasons.push("configInvalid");
+    }
+    if session.config().llm.provider == ProviderKind::None {
+        reasons.push("llmNotConfigured");
+    }
+    reasons.sort_by_key(|r| DEGRADING.iter().position(|(d, _)| d == r).unwrap_or(DEGRADING.len()));
+    reasons.dedup();
+    let show_status = Some(StatusCommand { title: "Show status".into(), command: "aurora.showStatus".into() });
+    let (state, message, command) = if !folders.is_empty() && !usable && !opening {
+        ("error", "No folder has a usable index; see Aurora status".to_owned(), show_status)
+    } else if busy {
+        ("indexing", format!("Indexing {done}/{total} files"), None)
+    } else if opening {
+        ("starting", "Starting".to_owned(), None)
+    } else if let Some((_, text)) = DEGRADING.iter().find(|(d, _)| reasons.contains(d)) {
+        ("degraded", (*text).to_owned(), show_status)
+    } else {
+        ("ready", "Ready".to_owned(), None)
+    };
+    DidChangeStatus {
+        state: state.to_owned(),
+        busy: busy || opening,
+        message,
+        reasons: reasons.into_iter().map(str::to_owned).collect(),
+        indexing: busy.then_some(IndexingCount { done, total }),
+        command,
+    }
+}
+
+/// How often the notifier looks at the state.
+const STATUS_TICK: Duration = Duration::from_millis(250);
+/// Counter-only updates go out at most this often.
+const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sends `aurora/didChangeStatus` after `initialized`, on every change of state, message kind or
+/// reasons, and for counter updates at most once per second; ends at shutdown.
+pub(crate) async fn notifier(session: Arc<Session>) {
+    let mut last: Option<(DidChangeStatus, Instant)> = None;
+    while !session.shutdown_requested.load(Ordering::Relaxed) {
+        let now = summary(&session);
+        let send = match &last {
+            None => true,
+            Some((prev, at)) => {
+                let shape_changed = prev.state != now.state || prev.reasons != now.reasons || prev.busy != now.busy;
+                let counters_changed = prev.message != now.message || prev.indexing != now.indexing;
+                shape_changed || (counters_changed && at.elapsed() >= COUNTER_INTERVAL)
+            }
+        };
+        if send {
+            session.client.send_notification::<DidChangeStatusNotification>(now.clone()).await;
+            last = Some((now, Instant::now()));
+        }
+        tokio::time::sleep(STATUS_TICK).await;
+    }
+}
+
+enum DidChangeStatusNotification {}
+
+impl tower_lsp_server::ls_types::notification::Notification for DidChangeStatusNotification {
+    type Params = DidChangeStatus;
+    const METHOD: &'static str = "aurora/didChangeStatus";
 }

@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use aurora::llm::{
-    Budget, BudgetConfig, BudgetScope, Llm, LlmClient, LlmError, MemoryUsageLog, PriceTable, QueryId, UsageLog,
-    UsageRecord,
+    Budget, BudgetConfig, BudgetScope, Llm, LlmClient, LlmError, MemoryUsageLog, PriceTable, QueryId, StreamEvent,
+    UsageLog, UsageRecord,
 };
 
-use super::server::{FakeServer, Step};
+use super::server::{End, FakeServer, Step};
 use super::wire::Wire;
-use super::{client, request};
+use super::{client, drain, request};
 
 /// A budget over a memory log that already holds `spent_usd` for this month.
 fn budget(config: BudgetConfig, spent_usd: f64) -> (Arc<Budget>, Arc<MemoryUsageLog>) {
@@ -118,16 +119,97 @@ async fn every_call_is_recorded_with_its_cost_and_status() {
     assert!(!status.at_soft_limit);
 }
 
+/// A record of `cost_usd` spent now, outside any query.
+fn spent(budget: &Budget, cost_usd: f64) -> UsageRecord {
+    UsageRecord {
+        at_ms: budget.now_ms(),
+        query_id: None,
+        phase: None,
+        role: "elsewhere".into(),
+        prompt_version: 1,
+        provider: "anthropic".into(),
+        model: "claude-sonnet-4-5".into(),
+        input_tokens: 0,
+        output_tokens: 0,
+        estimated: false,
+        cost_usd,
+        price_known: true,
+        duration_ms: 0,
+        status: "ok".into(),
+    }
+}
+
 #[tokio::test]
-async fn the_soft_limit_warns_but_lets_the_call_through() {
+async fn the_soft_limit_warns_on_the_response_but_lets_the_call_through() {
     let wire = Wire::Anthropic;
-    let server = FakeServer::start(vec![wire.text("ok")]).await;
-    let (budget, _) = budget(monthly(1.0), 0.85);
+    let server =
+        FakeServer::start(vec![wire.text("under"), wire.text("over"), wire.stream(&["streamed"], End::Complete)]).await;
+    let (budget, log) = budget(monthly(1.0), 0.5);
     let llm = client(wire, &server.url).with_budget(budget.clone());
-    llm.complete(&request(), &CancellationToken::new()).await.expect("under the hard limit");
-    let status = budget.status().expect("status");
-    assert!(status.at_soft_limit && !status.at_hard_limit);
-    assert_eq!(status.period.len(), 7);
+    let under = llm.complete(&request(), &CancellationToken::new()).await.expect("under the soft limit");
+    assert_eq!(under.usage.budget_warning, None);
+    // Spend elsewhere takes the month past 80%.
+    log.record(&spent(&budget, 0.3)).expect("memory log");
+    let over = llm.complete(&request(), &CancellationToken::new()).await.expect("under the hard limit");
+    assert_eq!(over.content, "over");
+    let warning = over.usage.budget_warning.clone().expect("a warning past the soft limit");
+    assert_eq!((warning.limit_usd, warning.soft_limit_pct), (1.0, 80));
+    assert_eq!(warning.period, budget.status().expect("status").period);
+    // Recorded so far, plus this call's estimate.
+    let projected = 0.8 + under.usage.cost_usd + llm.estimate_usd(&request());
+    assert!((warning.projected_usd - projected).abs() < 1e-9, "{warning:?}, expected {projected}");
+    let (_, done) = drain(llm.stream(&request(), &CancellationToken::new()).await.expect("stream")).await;
+    assert!(done.expect("streamed").usage.budget_warning.is_some());
+    assert_eq!(server.count(), 3);
+}
+
+#[tokio::test]
+async fn calls_started_together_cannot_pass_the_cap_together() {
+    let wire = Wire::Anthropic;
+    let server = FakeServer::start((0..5).map(|_| wire.text("ok")).collect()).await;
+    let estimate = client(wire, &server.url).estimate_usd(&request());
+    assert!(estimate > 0.0);
+    // Room for two calls at their estimate, not three.
+    let (budget, log) = budget(monthly(2.5 * estimate), 0.0);
+    let llm = client(wire, &server.url).with_budget(budget.clone());
+    let req = request();
+    let cancel = CancellationToken::new();
+    let results = futures_util::future::join_all((0..5).map(|_| llm.complete(&req, &cancel))).await;
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(LlmError::BudgetExceeded { scope: BudgetScope::Monthly, .. })))
+        .count();
+    assert_eq!((admitted, refused), (2, 3), "{results:?}");
+    assert_eq!(server.count(), 2);
+    assert_eq!(log.records().len(), 2);
+    assert_eq!(budget.in_flight_usd(), 0.0, "every hold was released");
+}
+
+#[tokio::test]
+async fn a_dropped_or_cancelled_stream_is_recorded_at_an_estimate() {
+    let wire = Wire::Anthropic;
+    let server = FakeServer::start(vec![wire.stream(&["first"], End::Hang), wire.stream(&["first"], End::Hang)]).await;
+    let (budget, log) = budget(monthly(10.0), 0.0);
+    let llm = client(wire, &server.url).with_budget(budget.clone());
+    let mut stream = llm.stream(&request(), &CancellationToken::new()).await.expect("stream starts");
+    assert_eq!(stream.next().await.expect("event").expect("delta"), StreamEvent::Delta("first".into()));
+    assert!(budget.in_flight_usd() > 0.0);
+    drop(stream);
+    let cancel = CancellationToken::new();
+    let mut stream = llm.stream(&request(), &cancel).await.expect("stream starts");
+    stream.next().await.expect("event").expect("delta");
+    cancel.cancel();
+    assert!(matches!(stream.next().await, Some(Err(LlmError::Cancelled))));
+    let records = log.records();
+    let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, vec!["dropped", "cancelled"]);
+    // "You are terse." and "Say hello" are 23 characters sent (6 tokens), "first" 5 received (2 tokens).
+    for r in &records {
+        assert_eq!((r.input_tokens, r.output_tokens, r.estimated, r.price_known), (6, 2, true, true), "{r:?}");
+        assert!((r.cost_usd - (6.0 * 3.0 + 2.0 * 15.0) / 1e6).abs() < 1e-12, "{r:?}");
+    }
+    assert_eq!(budget.in_flight_usd(), 0.0);
 }
 
 #[tokio::test]
@@ -161,4 +243,16 @@ async fn unknown_models_are_flagged_in_the_record() {
     assert!(!response.usage.price_known);
     let record = &log.records()[0];
     assert_eq!((record.model.as_str(), record.price_known, record.cost_usd), ("my-finetune", false, 0.0));
+}
+
+#[tokio::test]
+async fn unknown_models_are_refused_once_the_month_is_spent() {
+    let server = FakeServer::start(vec![Wire::OpenAi.text("never")]).await;
+    let (budget, _) = budget(monthly(10.0), 10.0);
+    let llm: Llm = client(Wire::OpenAi, &server.url).with_prices(PriceTable::default()).with_budget(budget);
+    let req = request().with_model("my-finetune");
+    assert_eq!(llm.estimate_usd(&req), 0.0);
+    let err = llm.complete(&req, &CancellationToken::new()).await.expect_err("the month is spent");
+    assert!(matches!(err, LlmError::BudgetExceeded { scope: BudgetScope::Monthly, .. }), "{err}");
+    assert_eq!(server.count(), 0);
 }

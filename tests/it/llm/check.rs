@@ -1,6 +1,8 @@
 //! `check`, behind `aurora doctor`/`llm-check`: who answered, with which model, how fast; or exactly what
 //! is wrong.
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
 use aurora::llm::{LlmConfig, ProviderKind, check};
@@ -12,11 +14,12 @@ use super::wire::Wire;
 #[tokio::test]
 async fn a_working_provider_reports_model_and_round_trip() {
     let wire = Wire::Ollama;
-    let server = FakeServer::start(vec![wire.text("ok")]).await;
+    let server = FakeServer::start(vec![wire.text("ok").delayed(Duration::from_millis(120))]).await;
     let report = check(&wire.config(&server.url), &env, &CancellationToken::new()).await.expect("answers");
     assert_eq!((report.provider.as_str(), report.model.as_str()), ("ollama", "llama3.2"));
     assert_eq!((report.base_url.as_str(), report.reply.as_str()), (server.url.as_str(), "ok"));
-    assert!(report.round_trip_ms < 5000);
+    // The round trip includes the server's delay.
+    assert!(report.round_trip_ms >= 120, "{}", report.round_trip_ms);
     let sent = &server.requests()[0].body;
     assert_eq!(sent["options"]["num_predict"], 16);
 }

@@ -1,8 +1,10 @@
 //! Integration tests of the LLM layer: every provider over real HTTP against fake servers on 127.0.0.1, the
-//! command provider with a shell script, the budget gate, the scripted client, and secret hygiene.
+//! command provider with a shell script, the budget gate, the scripted client, secret hygiene, and the
+//! limits a misbehaving server cannot push the client past.
 
 mod budget;
 mod check;
+mod limits;
 mod pipe;
 mod providers;
 mod scripted;

@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::fmt::MakeWriter;
 
-use aurora::llm::{LlmClient, LlmConfig, ProviderKind};
+use aurora::llm::{LlmClient, LlmConfig, LlmError, ProviderKind};
 
 use super::server::{End, FakeServer, Step};
 use super::wire::Wire;
@@ -84,6 +84,10 @@ async fn api_keys_never_appear_in_logs_or_errors() {
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .finish();
+    // With a single registered subscriber, tracing caches a callsite's interest from whichever thread hits it
+    // first: another test, running the same providers with no subscriber, would switch their logs off here.
+    // A second registered subscriber makes every callsite ask all of them.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
     let mut texts = Vec::new();
     for wire in [Wire::Anthropic, Wire::OpenAi, Wire::Ollama] {
@@ -113,4 +117,57 @@ async fn a_key_written_into_api_key_env_is_not_echoed() {
     assert!(!problems[0].contains(KEY));
     let err = aurora::llm::check(&cfg, &env, &CancellationToken::new()).await.expect_err("invalid");
     assert!(!err.to_string().contains(KEY), "{err}");
+}
+
+#[tokio::test]
+async fn errors_inside_a_stream_are_redacted() {
+    for wire in [Wire::Anthropic, Wire::OpenAi, Wire::Ollama] {
+        let echo = format!("upstream refused key {KEY}");
+        let server = FakeServer::start(vec![wire.stream_error(&["partial"], &echo)]).await;
+        let llm = client(wire, &server.url);
+        let (deltas, end) = drain(llm.stream(&request(), &CancellationToken::new()).await.expect("stream")).await;
+        assert_eq!(deltas, vec!["partial"], "{wire:?}");
+        let err = end.expect_err("the error event ends the stream");
+        assert!(matches!(err, LlmError::InvalidResponse { .. }), "{err:?}");
+        let kind = if wire == Wire::Anthropic { "api_error: " } else { "" };
+        assert_eq!(
+            err.to_string(),
+            format!("{}: unexpected response: {kind}upstream refused key [redacted]", wire.provider())
+        );
+        assert!(!format!("{err:?}").contains(KEY), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_error_inside_a_successful_ollama_reply_is_redacted() {
+    let echo = format!("proxy refused key {KEY}");
+    let server = FakeServer::start(vec![Step::json(200, &json!({"error": echo}))]).await;
+    let err =
+        client(Wire::Ollama, &server.url).complete(&request(), &CancellationToken::new()).await.expect_err("error");
+    assert_eq!(err.to_string(), "ollama: unexpected response: proxy refused key [redacted]");
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_the_key_never_leaves() {
+    for (wire, status) in [(Wire::Anthropic, 307), (Wire::Anthropic, 301), (Wire::OpenAi, 308), (Wire::Ollama, 302)] {
+        let elsewhere = FakeServer::start(vec![wire.text("stolen"), wire.text("stolen")]).await;
+        let target = format!("{}{}", elsewhere.url, wire.path());
+        let redirect = || Step::json(status, &json!({})).header("location", &target);
+        let server = FakeServer::start(vec![redirect(), redirect()]).await;
+        let llm = client(wire, &server.url);
+        let expected = format!(
+            "{}: the server answered {status} with a redirect to {target}; redirects are not followed, so the API key never goes to another address: set llm.baseUrl to the final URL",
+            wire.provider()
+        );
+        let err = llm.complete(&request(), &CancellationToken::new()).await.expect_err("redirected");
+        assert!(matches!(&err, LlmError::Redirected { location, .. } if *location == target), "{err:?}");
+        assert_eq!(err.to_string(), expected);
+        let err = llm.stream(&request(), &CancellationToken::new()).await.err().expect("redirected");
+        assert_eq!(err.to_string(), expected);
+        // The first server did get the key; a followed redirect would have carried it along.
+        let sent = server.requests();
+        assert_eq!(sent.len(), 2, "a redirect is not retried");
+        assert!(sent.iter().all(|r| r.headers.iter().any(|(_, v)| v.contains(KEY))), "{wire:?}");
+        assert_eq!(elsewhere.count(), 0, "{wire:?} {status}: the redirect was followed");
+    }
 }

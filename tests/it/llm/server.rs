@@ -1,5 +1,6 @@
 //! A hand-written HTTP/1.1 fake provider on `127.0.0.1:0`: scripted responses (JSON, chunked SSE/NDJSON
-//! streams, delays, cuts, hangs), a record of every request, and the time the client closed a hung stream.
+//! streams, delays, cuts, hangs), a record of every request, and events a test can wait on: a request
+//! arrived, the client closed a connection the server was still holding open.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// How long a test waits for an event before deciding it will not come: generous, since a loaded machine
+/// may be slow, and an event that does come ends the wait at once.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
 
 /// How a streamed response ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +22,7 @@ pub enum End {
     Complete,
     /// The connection is dropped without the terminating chunk.
     Cut,
-    /// Nothing more is sent; the server waits for the client to close and records when it did.
+    /// Nothing more is sent; the server holds the connection until the client closes it.
     Hang,
 }
 
@@ -64,11 +70,18 @@ impl Recorded {
     }
 }
 
-#[derive(Default)]
+/// Counts of what happened, published to waiting tests.
+#[derive(Clone, Copy, Debug, Default)]
+struct Events {
+    requests: usize,
+    /// Connections the client closed (or reset) while the server was delaying or holding its response.
+    closed_by_client: usize,
+}
+
 struct State {
     script: Mutex<VecDeque<Step>>,
     requests: Mutex<Vec<Recorded>>,
-    closed_at: Mutex<Option<Instant>>,
+    events: watch::Sender<Events>,
 }
 
 pub struct FakeServer {
@@ -80,7 +93,11 @@ impl FakeServer {
     pub async fn start(steps: Vec<Step>) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let state = Arc::new(State { script: Mutex::new(steps.into()), ..State::default() });
+        let state = Arc::new(State {
+            script: Mutex::new(steps.into()),
+            requests: Mutex::new(Vec::new()),
+            events: watch::Sender::new(Events::default()),
+        });
         let serving = Arc::clone(&state);
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -98,22 +115,33 @@ impl FakeServer {
         self.state.requests.lock().expect("lock").len()
     }
 
-    /// Waits up to a second for the client to close a hung stream or a delayed reply; returns when it did.
-    pub async fn closed_at(&self) -> Option<Instant> {
-        let give_up = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < give_up {
-            if let Some(at) = *self.state.closed_at.lock().expect("lock") {
-                return Some(at);
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        None
+    async fn wait_for(&self, done: impl Fn(&Events) -> bool) -> bool {
+        let mut events = self.state.events.subscribe();
+        tokio::time::timeout(EVENT_WAIT, events.wait_for(|e| done(e))).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until `n` requests have arrived; false if they did not within [`EVENT_WAIT`].
+    pub async fn received(&self, n: usize) -> bool {
+        self.wait_for(|e| e.requests >= n).await
+    }
+
+    /// Waits until the client has closed a connection whose response the server was delaying or holding
+    /// open (a delayed reply, a hung stream); false if it did not within [`EVENT_WAIT`]. Scripts that use it
+    /// delay or hold far longer than that, so only the client can have closed.
+    pub async fn closed_by_client(&self) -> bool {
+        self.wait_for(|e| e.closed_by_client >= 1).await
+    }
+
+    /// How many such connections the client has closed so far.
+    pub fn closed_count(&self) -> usize {
+        self.state.events.borrow().closed_by_client
     }
 }
 
 async fn serve(mut socket: TcpStream, state: Arc<State>) {
     let Some(request) = read_request(&mut socket).await else { return };
     state.requests.lock().expect("lock").push(request);
+    state.events.send_modify(|e| e.requests += 1);
     let step = state.script.lock().expect("lock").pop_front();
     let step = step.unwrap_or_else(|| Step::json(500, &serde_json::json!({"error": "unscripted request"})));
     match step {
@@ -123,7 +151,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
                 _ = wait_closed(&mut socket) => true,
             };
             if closed {
-                *state.closed_at.lock().expect("lock") = Some(Instant::now());
+                state.events.send_modify(|e| e.closed_by_client += 1);
                 return;
             }
             let mut head = format!(
@@ -162,7 +190,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
                 End::Cut => drop(socket),
                 End::Hang => {
                     wait_closed(&mut socket).await;
-                    *state.closed_at.lock().expect("lock") = Some(Instant::now());
+                    state.events.send_modify(|e| e.closed_by_client += 1);
                 }
             }
         }

@@ -179,6 +179,24 @@ impl Wire {
         Step::Stream { content_type, chunks, end }
     }
 
+    /// A stream that sends `deltas`, then the provider's in-stream error event carrying `message`.
+    pub fn stream_error(self, deltas: &[&str], message: &str) -> Step {
+        let event = match self {
+            Wire::Anthropic => format!(
+                "event: error\ndata: {}\n\n",
+                json!({"type": "error", "error": {"type": "api_error", "message": message}})
+            ),
+            Wire::OpenAi => format!("data: {}\n\n", json!({"error": {"message": message, "type": "server_error"}})),
+            Wire::Ollama => format!("{}\n", json!({"error": message})),
+        };
+        let mut step = self.stream(deltas, End::Cut);
+        if let Step::Stream { chunks, end, .. } = &mut step {
+            chunks.push(event);
+            *end = End::Complete;
+        }
+        step
+    }
+
     /// An error status with the provider's error body.
     pub fn error(self, status: u16, message: &str) -> Step {
         Step::json(

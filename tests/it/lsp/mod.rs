@@ -1,7 +1,11 @@
 //! The language server over stdio: the real binary, driven by a small JSON-RPC client that
 //! answers the server's requests like an editor and checks every frame and response count.
 
+mod actions;
+mod edits;
+mod faults;
 mod server;
+mod workspace;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,6 +27,8 @@ struct Inbox {
     server_requests: Vec<Value>,
     bad_frames: Vec<String>,
     closed: bool,
+    /// What the editor answers to `workspace/configuration` for the `aurora` section.
+    settings: Value,
 }
 
 /// A running `aurora lsp` and the editor side of the conversation.
@@ -43,11 +49,13 @@ pub struct Setup<'a> {
     pub init_options: Value,
     pub utf8: bool,
     pub work_done_progress: bool,
+    /// The `processId` the editor gives (`null` by default).
+    pub process_id: Option<u32>,
 }
 
 impl Default for Setup<'_> {
     fn default() -> Self {
-        Setup { root: None, init_options: Value::Null, utf8: false, work_done_progress: true }
+        Setup { root: None, init_options: Value::Null, utf8: false, work_done_progress: true, process_id: None }
     }
 }
 
@@ -121,12 +129,21 @@ impl TestServer {
             .request(
                 "initialize",
                 json!({
-                    "processId": null,
+                    "processId": setup.process_id,
                     "rootUri": null,
                     "capabilities": {
                         "general": { "positionEncodings": encodings },
-                        "window": { "workDoneProgress": setup.work_done_progress },
-                        "workspace": { "configuration": true, "workspaceFolders": true }
+                        "window": { "workDoneProgress": setup.work_done_progress, "showDocument": { "support": true } },
+                        "textDocument": { "codeAction": {
+                            "codeActionLiteralSupport": { "codeActionKind": { "valueSet": ["", "refactor", "source"] } },
+                            "disabledSupport": true
+                        } },
+                        "workspace": {
+                            "configuration": true,
+                            "workspaceFolders": true,
+                            "didChangeWatchedFiles": { "dynamicRegistration": true },
+                            "workspaceEdit": { "documentChanges": true, "resourceOperations": ["create"] }
+                        }
                     },
                     "workspaceFolders": folders,
                     "initializationOptions": setup.init_options,
@@ -230,6 +247,11 @@ impl TestServer {
         self.request("aurora/search", json!({ "query": query })).unwrap_or_else(|e| panic!("search failed: {e}"))
     }
 
+    /// Sets what the editor answers to `workspace/configuration` from now on.
+    pub fn set_settings(&self, settings: Value) {
+        self.inbox.0.lock().expect("inbox lock").settings = settings;
+    }
+
     pub fn log(&self) -> String {
         self.stderr.lock().expect("stderr lock").clone()
     }
@@ -324,7 +346,7 @@ fn read_frames(mut out: impl BufRead, inbox: &(Mutex<Inbox>, Condvar), stdin: &M
                 let result = match method {
                     "workspace/configuration" => {
                         let n = msg["params"]["items"].as_array().map_or(0, Vec::len);
-                        Value::Array(vec![Value::Null; n])
+                        Value::Array(vec![guard.settings.clone(); n])
                     }
                     "workspace/applyEdit" => json!({ "applied": true }),
                     _ => Value::Null,

@@ -275,3 +275,30 @@ fn exit_without_shutdown_is_exit_code_1() {
     let mut server = server;
     assert_eq!(server.wait_exit().code(), Some(1));
 }
+
+#[test]
+fn the_server_exits_when_the_editor_process_is_gone() {
+    let mut editor = std::process::Command::new("sleep").arg("3").spawn().expect("sleep runs");
+    let pid = editor.id();
+    let ws = fixture();
+    let root = ws.root();
+    let (mut server, _) = TestServer::start(Setup { root: Some(&root), process_id: Some(pid), ..Setup::default() });
+    server.wait_indexed();
+    let uri = file_uri(&ws.path("app/main.py"));
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "python", "version": 1, "text": MAIN_PY } }),
+    );
+    server.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": "def orphaned_edit():\n    pass\n" }] }),
+    );
+    editor.wait().expect("sleep ends");
+    assert_eq!(server.wait_exit().code(), Some(1), "no shutdown came: exit code 1");
+    let n = chunk_count_named(&ws, "orphaned_edit");
+    assert_eq!(n, 1, "pending edits were written before exiting");
+}
+
+fn chunk_count_named(ws: &Workspace, name: &str) -> i64 {
+    ws.conn().query_row("SELECT count(*) FROM chunks WHERE qualified_name = ?1", [name], |r| r.get(0)).expect("count")
+}

@@ -1,0 +1,3 @@
+//! SOAR pipeline overhead (placeholder until the pipeline lands).
+
+fn main() {}

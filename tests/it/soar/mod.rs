@@ -1,0 +1,4 @@
+//! The SOAR pipeline end to end: the scripted client over fixture workspaces, golden envelopes, the
+//! real OpenAI-compatible client against a fake server, and the classifier corpus.
+
+mod assess_corpus;
