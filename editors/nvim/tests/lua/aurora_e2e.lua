@@ -489,6 +489,24 @@ local function test_code_action()
     table.concat(lines, "\n") .. (run and run.err and ("\nerror: " .. vim.inspect(run.err)) or ""))
 end
 
+local function test_reindex()
+  local before = #ctx.notes
+  vim.cmd("AuroraReindex")
+  local found
+  local ok = wait(WAIT_MS, function()
+    for i = before + 1, #ctx.notes do
+      if ctx.notes[i]:match("^aurora: reindex") then
+        found = ctx.notes[i]
+        return true
+      end
+    end
+    return false
+  end)
+  check(":AuroraReindex runs aurora.reindex and reports the summary",
+    ok and found:match("^aurora: reindexed %d+ files %(%d+ unchanged, %d+ removed%), %d+ chunks$") ~= nil,
+    "aurora: reindexed N files (N unchanged, N removed), N chunks", found)
+end
+
 local function test_health()
   vim.cmd("checkhealth aurora")
   local text = buf_text(vim.api.nvim_get_current_buf())
@@ -510,7 +528,9 @@ function M.run()
   end
   -- Notifications print without a newline in headless mode; keep the output readable.
   local levels = { [0] = "TRACE", "DEBUG", "INFO", "WARN", "ERROR" }
+  ctx.notes = {}
   vim.notify = function(msg, level)
+    table.insert(ctx.notes, msg)
     out(string.format("notify[%s]: %s", levels[level or 2] or tostring(level), msg))
   end
   local timer = vim.loop.new_timer()
@@ -526,7 +546,7 @@ function M.run()
     if not test_attach_and_index() then
       return
     end
-    for _, step in ipairs({ test_search, test_ask, test_ask_selection, test_cancel, test_code_action, test_health }) do
+    for _, step in ipairs({ test_search, test_ask, test_ask_selection, test_cancel, test_code_action, test_reindex, test_health }) do
       local step_ok, step_err = xpcall(step, debug.traceback)
       if not step_ok then
         check("no Lua error in the test step", false, "no error", step_err)

@@ -322,6 +322,13 @@ test('code action: Add docstring runs through executeCommand and workspace/apply
   await session.conn.sendNotification('textDocument/didClose', { textDocument: { uri } });
 });
 
+test('reindex: aurora.reindex through workspace/executeCommand returns the pass summary', TEST_TIMEOUT, async () => {
+  const r = await requests.reindex(session.conn, false);
+  assert.equal(r.filesIndexed + r.filesUnchanged, 5, JSON.stringify(r));
+  assert.equal(r.filesRemoved, 0);
+  assert.ok(r.chunks >= 14, JSON.stringify(r));
+});
+
 test('every setting the extension contributes is accepted by the server', TEST_TIMEOUT, async () => {
   const all: { [k: string]: unknown } = {};
   for (const { key, node } of leaves(schema)) all[key] = node.default;
