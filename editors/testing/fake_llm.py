@@ -33,8 +33,12 @@ DOCSTRING = "Documented by the fake model."
 
 STATE = {"chunk_delay_ms": 20, "requests": [], "lock": threading.Lock(), "log": None}
 
-LOCATION_RE = re.compile(r"([A-Za-z0-9_./-]+\.pyi?)(?::|#L| lines? )(\d+)(?:\s*[-–]\s*L?(\d+))?")
-CHUNK_ID_RE = re.compile(r"\b(k_[0-9a-f]{6,})\b")
+# `app/config.py:18-21`, `app/config.py:L18-L21`, `app/config.py#L18`, `app/config.py lines 18-21`.
+LOCATION_RE = re.compile(r"([A-Za-z0-9_./-]+\.pyi?)(?::L?|#L| \(?lines? )(\d+)(?:\s*[-–]\s*L?(\d+))?")
+# `"file": "app/config.py", "start_line": 18, "end_line": 21` as JSON shown in a prompt.
+JSON_LOCATION_RE = re.compile(r'"file"\s*:\s*"([^"]+\.pyi?)"\s*,\s*"start_line"\s*:\s*(\d+)\s*,\s*"end_line"\s*:\s*(\d+)')
+# `k_3f9a1c0d2b7e`, or whatever follows a `chunk_id`/`chunkId`/`id` label.
+CHUNK_ID_RE = re.compile(r"\b(k_[0-9a-f]{6,})\b|\bchunk[ _]?id\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_-]+)", re.I)
 DEF_RE = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 
 
@@ -60,7 +64,8 @@ def last_user_text(body):
 def cited_locations(text, limit=3):
     """The first distinct `path:line[-end]` locations the prompt mentions."""
     seen, out = set(), []
-    for m in LOCATION_RE.finditer(text):
+    matches = sorted(list(LOCATION_RE.finditer(text)) + list(JSON_LOCATION_RE.finditer(text)), key=lambda m: m.start())
+    for m in matches:
         key = (m.group(1), m.group(2))
         if key in seen:
             continue
@@ -74,8 +79,11 @@ def cited_locations(text, limit=3):
 def chunk_ids(text, limit=3):
     out = []
     for m in CHUNK_ID_RE.finditer(text):
-        if m.group(1) not in out:
-            out.append(m.group(1))
+        cid = m.group(1) or m.group(2)
+        if cid.lower() in ("null", "none"):
+            continue
+        if cid not in out:
+            out.append(cid)
         if len(out) == limit:
             break
     return out
@@ -120,6 +128,44 @@ def answer_text(body):
     return "\n".join(lines) + "\n"
 
 
+def citation_objects(item_schema, text, root):
+    """Citation objects for a schema like {id, chunk_id, file, start_line, end_line}."""
+    props = item_schema.get("properties", {})
+    locations = cited_locations(text)
+    ids = chunk_ids(text)
+    count = max(len(locations), len(ids), 1)
+    out = []
+    for n in range(min(count, 3)):
+        obj = {}
+        for key, sub in props.items():
+            lk = key.lower()
+            loc = locations[n] if n < len(locations) else None
+            if lk == "id":
+                obj[key] = f"c{n + 1}"
+            elif lk in ("chunk_id", "chunkid"):
+                obj[key] = ids[n] if n < len(ids) else None
+            elif lk in ("file", "path"):
+                obj[key] = loc[0] if loc else None
+            elif lk in ("start_line", "startline"):
+                obj[key] = loc[1] if loc else 1
+            elif lk in ("end_line", "endline"):
+                obj[key] = (loc[2] or loc[1]) if loc else 1
+            else:
+                obj[key] = from_schema(sub, key, text, root)
+        out.append(obj)
+    return out
+
+
+def resolve(schema, root):
+    if isinstance(schema, dict) and "$ref" in schema:
+        ref = schema["$ref"].split("/")[-1]
+        return root.get("$defs", {}).get(ref) or root.get("definitions", {}).get(ref) or {}
+    return schema
+
+
+PASSING_WORDS = ("pass", "approve", "approved", "accept", "ok", "yes", "valid", "good", "high")
+
+
 def from_schema(schema, name, text, root=None):
     """A JSON value that satisfies `schema` (the subset response_format schemas use)."""
     root = root or schema
@@ -136,6 +182,10 @@ def from_schema(schema, name, text, root=None):
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:
+        # Reviews should pass: prefer a verdict that reads as approval.
+        for value in schema["enum"]:
+            if isinstance(value, str) and value.lower() in PASSING_WORDS:
+                return value
         return schema["enum"][0]
     kind = schema.get("type")
     if isinstance(kind, list):
@@ -143,9 +193,14 @@ def from_schema(schema, name, text, root=None):
     if kind == "object" or "properties" in schema:
         return {k: from_schema(v, k, text, root) for k, v in schema.get("properties", {}).items()}
     if kind == "array":
-        items = schema.get("items", {})
+        items = resolve(schema.get("items", {}), root)
         count = max(1, schema.get("minItems", 1))
         lowered = name.lower()
+        item_props = {k.lower() for k in items.get("properties", {})} if isinstance(items, dict) else set()
+        if item_props & {"chunk_id", "chunkid", "file", "start_line"}:
+            return citation_objects(items, text, root)
+        if lowered in ("uncertainties", "open_questions", "warnings", "edits", "issues", "problems") and not schema.get("minItems"):
+            return []
         if "citation" in lowered or "source" in lowered or "id" in lowered:
             ids = chunk_ids(text)
             if ids and items.get("type", "string") == "string":
@@ -163,7 +218,9 @@ def from_schema(schema, name, text, root=None):
         if "id" in lowered and chunk_ids(text):
             return chunk_ids(text)[0]
         if lowered in ("answer", "text", "content", "summary", "response", "output", "result"):
-            return answer_text({"messages": [{"role": "user", "content": text}]})
+            # Citation markers [c1].. refer to the citation objects built alongside.
+            markers = " ".join(f"[c{n + 1}]" for n in range(min(max(len(cited_locations(text)), len(chunk_ids(text)), 1), 3)))
+            return f"{ANSWER_SENTENCE} {markers}\n\n" + answer_text({"messages": [{"role": "user", "content": text}]}).split("\n", 2)[-1]
         return f"{name} from the fake model"
     return None
 
