@@ -390,8 +390,15 @@ function M.start(opts, handlers)
   local cfg = M.make_config(opts, handlers)
   M.state.config = cfg
   if M.has_011 then
-    -- vim.lsp.enable attaches on FileType, finds the root from root_markers, and also handles
-    -- buffers already open.
+    -- vim.lsp.enable attaches on FileType and also handles buffers already open. The root comes
+    -- from the same rule as on older versions (markers, else the current directory or the file's
+    -- folder), so a project without markers still gets a workspace folder and search.
+    local markers = cfg.root_markers
+    cfg.root_dir = function(bufnr, on_dir)
+      if attachable(bufnr) then
+        on_dir(M.root_for({ root_markers = markers }, bufnr))
+      end
+    end
     vim.lsp.config(M.NAME, cfg)
     vim.lsp.enable(M.NAME)
     return cfg
