@@ -26,6 +26,24 @@ pub struct Config {
     pub search: SearchConfig,
     /// The SOAR pipeline (spec/soar.md §18).
     pub soar: SoarConfig,
+    /// Code actions of the language server (spec/lsp.md §7.2).
+    pub code_actions: CodeActionsConfig,
+}
+
+/// `codeActions.*` (spec/lsp.md §5.2, §5.4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CodeActionsConfig {
+    /// `false`: no code action is offered.
+    pub enabled: bool,
+    /// Edits ask for confirmation (a change annotation) where the client supports it.
+    pub confirm_edits: bool,
+}
+
+impl Default for CodeActionsConfig {
+    fn default() -> Self {
+        CodeActionsConfig { enabled: true, confirm_edits: true }
+    }
 }
 
 /// Settings of the language server's search features (spec/lsp.md §7.2).

@@ -50,7 +50,7 @@ pub(crate) async fn code_action(
     let context = params.context;
     let automatic = context.trigger_kind == Some(lsp::CodeActionTriggerKind::AUTOMATIC);
     let empty = range.start == range.end;
-    if automatic && empty {
+    if (automatic && empty) || !session.config().code_actions.enabled {
         return Ok(None); // no lightbulb on every cursor move
     }
     let Some(version) = session.documents.version(uri.as_str()) else { return Ok(None) };
