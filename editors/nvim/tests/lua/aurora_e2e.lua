@@ -300,10 +300,11 @@ local function test_attach_and_index()
   local ready, last = wait_indexed(client)
   check("indexing finishes (aurora/status folders ready)", ready, "every folder state 'ready'", last)
   local status_ok = wait(10000, function()
-    return require("aurora").status() ~= nil
+    return require("aurora").statusline() == "Aurora ✓"
   end)
-  check("aurora/didChangeStatus reaches the statusline", status_ok and require("aurora").statusline() ~= "",
-    "a didChangeStatus notification stored for the client", require("aurora").status())
+  check("aurora/didChangeStatus reaches the statusline ('Aurora ✓' once ready)", status_ok,
+    "Aurora ✓ from a didChangeStatus {state = 'ready'}",
+    require("aurora").statusline() .. " " .. vim.inspect(require("aurora").status()))
   return client
 end
 

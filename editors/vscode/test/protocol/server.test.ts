@@ -20,6 +20,7 @@ import {
 import { fillAuroraCapabilities } from '../../src/capabilities';
 import { DidChangeStatusParams, ErrorCodes } from '../../src/protocol';
 import * as requests from '../../src/requests';
+import { statusBarLook } from '../../src/render';
 import { explicitSettings, leaves, SchemaNode } from '../../src/settings';
 
 const VSCODE = path.join(__dirname, '..', '..', '..');
@@ -235,6 +236,7 @@ test('aurora/didChangeStatus feeds the status bar (§4.5)', TEST_TIMEOUT, async 
     session.statuses.find((s) => s.state === 'ready'), () => `statuses: ${JSON.stringify(session.statuses)}\n${session.log()}`, 15_000);
   assert.equal(typeof last.message, 'string');
   assert.ok(Array.isArray(last.reasons));
+  assert.equal(statusBarLook(last).text, '$(check) Aurora', JSON.stringify(last));
 });
 
 test('search: load_config in app/config.py on its def line', TEST_TIMEOUT, async () => {
