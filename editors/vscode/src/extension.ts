@@ -113,7 +113,7 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
       executeCommand: async (command, args, next) => {
         if (command === 'aurora.explain') {
           const a = (args[0] ?? {}) as ActionArgs;
-          return runAsk({ question: a.question ?? EXPLAIN, textDocument: { uri: a.textDocument.uri }, range: a.range });
+          return runAsk({ question: a.question ?? EXPLAIN, textDocument: a.textDocument ? { uri: a.textDocument.uri } : undefined, range: a.range });
         }
         if (command === 'aurora.ask') {
           const a = { ...(args[0] ?? {}) } as AskParams;

@@ -490,6 +490,42 @@ local function test_code_action()
     table.concat(lines, "\n") .. (run and run.err and ("\nerror: " .. vim.inspect(run.err)) or ""))
 end
 
+local function test_explain_action()
+  local ask = require("aurora.ask")
+  local buf = open("app/config.py")
+  vim.api.nvim_win_set_cursor(0, { 26, 8 })
+  local offered, chosen = {}, nil
+  local original = vim.ui.select
+  vim.ui.select = function(items, opts, on_choice)
+    for _, item in ipairs(items) do
+      local title = opts.format_item and opts.format_item(item) or tostring(item)
+      table.insert(offered, title)
+      if not chosen and title:find("Explain", 1, true) then
+        chosen = item
+      end
+    end
+    on_choice(chosen)
+  end
+  local before = #ask.answers
+  vim.lsp.buf.code_action()
+  wait(WAIT_MS, function()
+    return #offered > 0
+  end)
+  vim.ui.select = original
+  local answer = ask.answers[before + 1]
+  if not check("the Explain code action streams into the answer view (vim.lsp.commands['aurora.explain'])",
+    chosen ~= nil and answer ~= nil and answer.params.textDocument.uri == vim.uri_from_bufnr(buf) and answer.params.range ~= nil
+      and answer.params.partialResultToken ~= nil,
+    "an aurora/ask with the action's document, range and a partialResultToken", { offered = offered, params = answer and answer.params }) then
+    return
+  end
+  local done = wait(WAIT_MS, function()
+    return answer.done
+  end)
+  check("the Explain answer arrives", done and not answer.error and buf_text(answer.bufnr):find(ANSWER_SENTENCE, 1, true) ~= nil,
+    ANSWER_SENTENCE, answer.error or buf_text(answer.bufnr))
+end
+
 local function test_reindex()
   local before = #ctx.notes
   vim.cmd("AuroraReindex")
@@ -547,7 +583,7 @@ function M.run()
     if not test_attach_and_index() then
       return
     end
-    for _, step in ipairs({ test_search, test_ask, test_ask_selection, test_cancel, test_code_action, test_reindex, test_health }) do
+    for _, step in ipairs({ test_search, test_ask, test_ask_selection, test_cancel, test_code_action, test_explain_action, test_reindex, test_health }) do
       local step_ok, step_err = xpcall(step, debug.traceback)
       if not step_ok then
         check("no Lua error in the test step", false, "no error", step_err)
