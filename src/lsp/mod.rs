@@ -53,6 +53,7 @@ pub fn run() -> ExitCode {
         })
         .custom_method("aurora/search", server::Backend::search)
         .custom_method("aurora/status", server::Backend::status)
+        .custom_method("aurora/conversations", server::Backend::conversations)
         .custom_method("window/workDoneProgress/cancel", server::Backend::work_done_progress_cancel)
         .finish();
         Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)

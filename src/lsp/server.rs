@@ -7,7 +7,9 @@ use serde_json::Value;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::{Client, LanguageServer};
 
-use crate::lsp::handlers::{self, actions, commands, documents, lifecycle, search, status, symbols, workspace};
+use crate::lsp::handlers::{
+    self, actions, commands, conversations, documents, lifecycle, search, status, symbols, workspace,
+};
 use crate::lsp::lsp;
 use crate::lsp::protocol::{SearchResult, StatusResult};
 use crate::lsp::session::Session;
@@ -27,6 +29,10 @@ impl Backend {
 
     pub async fn status(&self, params: Value) -> Result<StatusResult> {
         handlers::request("aurora/status", status::status(&self.session, params)).await
+    }
+
+    pub async fn conversations(&self, params: Value) -> Result<conversations::ConversationsResult> {
+        handlers::request("aurora/conversations", conversations::conversations(&self.session, params)).await
     }
 
     /// `window/workDoneProgress/cancel` (not in tower-lsp-server's trait): cancels the job whose

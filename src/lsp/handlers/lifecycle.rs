@@ -87,9 +87,9 @@ pub(crate) async fn initialize(
         experimental: Some(json!({
             "aurora": {
                 "protocolVersion": PROTOCOL_VERSION,
-                "requests": ["aurora/search", "aurora/status"],
+                "requests": ["aurora/ask", "aurora/search", "aurora/status", "aurora/conversations"],
+                "partialResults": ["aurora/ask"],
                 "notifications": ["aurora/didChangeStatus"],
-                "partialResults": [],
             }
         })),
         ..Default::default()

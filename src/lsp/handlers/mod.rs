@@ -12,6 +12,7 @@
 
 pub(crate) mod actions;
 pub(crate) mod commands;
+pub(crate) mod conversations;
 pub(crate) mod documents;
 pub(crate) mod lifecycle;
 pub(crate) mod search;

@@ -302,3 +302,37 @@ fn the_server_exits_when_the_editor_process_is_gone() {
 fn chunk_count_named(ws: &Workspace, name: &str) -> i64 {
     ws.conn().query_row("SELECT count(*) FROM chunks WHERE qualified_name = ?1", [name], |r| r.get(0)).expect("count")
 }
+
+#[test]
+fn conversations_lists_the_newest_first_with_their_first_question() {
+    let ws = fixture();
+    let (mut server, _) = start(&ws, Setup::default());
+    let empty = server.request_without_params("aurora/conversations").expect("conversations");
+    assert_eq!(empty, json!({ "conversations": [] }));
+    let conn = ws.conn();
+    let long = "Where is the configuration loaded, and which file does it read, and what happens when it is missing?";
+    for (q, conv, at, query) in [
+        ("q1", "c_a", 1_000, long),
+        ("q2", "c_a", 5_000, "And who calls it?"),
+        ("q3", "c_b", 3_000, "What does App.run do?"),
+    ] {
+        conn.execute(
+            "INSERT INTO conversations (query_id, conversation_id, started_at, finished_at, query, complexity, outcome, \
+             confidence, total_cost_usd, input_tokens, output_tokens, answer, envelope_json, calls_json) \
+             VALUES (?1, ?2, ?3, ?3, ?4, 'SIMPLE', 'answered', 0.8, 0.0, 1, 1, 'a', '{}', '[]')",
+            rusqlite::params![q, conv, at, query],
+        )
+        .expect("insert");
+    }
+    let list = server.request("aurora/conversations", json!({ "limit": 5 })).expect("conversations");
+    let items = list["conversations"].as_array().expect("array");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["conversationId"], "c_a");
+    assert_eq!(items[0]["turns"], 2);
+    assert_eq!(items[0]["title"].as_str().unwrap().chars().count(), 80);
+    assert_eq!(items[0]["updatedAt"], "1970-01-01T00:00:05Z");
+    assert_eq!(items[1]["title"], "What does App.run do?");
+    let bad = server.request("aurora/conversations", json!({ "limit": 0 })).expect_err("limit 0");
+    assert_eq!(bad["code"], -32602);
+    assert!(server.shutdown().success());
+}
