@@ -243,7 +243,14 @@ local function setup_workspace()
 end
 
 local function open(rel)
-  vim.cmd("edit " .. vim.fn.fnameescape(ctx.root .. "/" .. rel))
+  local path = ctx.root .. "/" .. rel
+  local bufnr = vim.fn.bufnr(path)
+  if bufnr ~= -1 and vim.api.nvim_buf_is_loaded(bufnr) then
+    -- Switch without `:edit`, which would reload the file (a didClose/didOpen pair).
+    vim.cmd("buffer " .. bufnr)
+  else
+    vim.cmd("edit " .. vim.fn.fnameescape(path))
+  end
   return vim.api.nvim_get_current_buf()
 end
 
@@ -558,6 +565,9 @@ function M.run()
   local v = vim.version()
   out(string.format("Aurora Neovim end-to-end test on Neovim %d.%d.%d", v.major, v.minor, v.patch))
   ctx.tmp = vim.env.AURORA_E2E_TMP or vim.fn.tempname()
+  if vim.env.AURORA_E2E_LSP_LOG then
+    vim.lsp.set_log_level(vim.env.AURORA_E2E_LSP_LOG)
+  end
   vim.fn.mkdir(ctx.tmp, "p")
   if not vim.env.AURORA_BIN or vim.fn.executable(vim.env.AURORA_BIN) ~= 1 then
     check("AURORA_BIN names the aurora binary", false, "an executable", vim.env.AURORA_BIN)
