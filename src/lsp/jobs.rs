@@ -3,6 +3,7 @@
 //! beyond that is answered `TooManyRequests` at once. Each job has a `CancellationToken`,
 //! cancelled when its handler future is dropped (`$/cancelRequest`) or when the client cancels
 //! the job's progress (`window/workDoneProgress/cancel`).
+#![allow(dead_code, reason = "the aurora/ask job uses these; it waits on branch lsp-ask-wip for SOAR's pipeline")]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

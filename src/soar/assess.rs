@@ -444,6 +444,10 @@ fn count(re: &Regex, text: &str) -> u32 {
 }
 
 /// Classifies `query` (phase 1). Pure; never fails.
+#[allow(
+    clippy::field_reassign_with_default,
+    reason = "the dimensions are scored one after another, as the spec lists them"
+)]
 pub fn assess(query: &str) -> Assessment {
     let p = query.trim();
     if p.is_empty() {
