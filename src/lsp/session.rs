@@ -26,6 +26,8 @@ use crate::workspace::watch::{self, WatchEvent, Watcher};
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 /// Indexing progress is polled this often; reports go out only when their text changes.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
+/// Read connections kept per folder.
+const READER_POOL: usize = 4;
 /// The store file under a running server is checked this often.
 const STORE_CHECK: Duration = Duration::from_secs(2);
 /// A store locked by another server is tried again this often (spec/lsp.md §3.5).
@@ -68,6 +70,8 @@ pub(crate) struct Folder {
     pub watcher_state: Mutex<&'static str>,
     /// Removed from the workspace (or shut down): background work for it stops.
     pub closed: AtomicBool,
+    /// Read connections kept between requests: their statement caches and page caches stay warm.
+    readers: Mutex<Vec<rusqlite::Connection>>,
 }
 
 impl Folder {
@@ -85,6 +89,7 @@ impl Folder {
             watcher: Mutex::new(None),
             watcher_state: Mutex::new("off"),
             closed: AtomicBool::new(false),
+            readers: Mutex::new(Vec::new()),
         }
     }
 
@@ -98,6 +103,27 @@ impl Folder {
 
     fn set_state(&self, state: FolderState) {
         *lock(&self.state) = state;
+    }
+
+    /// A read connection to the store: a pooled one, or a new one. Give it back with
+    /// [`Folder::give_back`]. Blocking.
+    pub fn reader(&self) -> Result<rusqlite::Connection, StoreError> {
+        if let Some(conn) = lock(&self.readers).pop() {
+            return Ok(conn);
+        }
+        crate::store::open_reader(&self.store)
+    }
+
+    pub fn give_back(&self, conn: rusqlite::Connection) {
+        let mut pool = lock(&self.readers);
+        if pool.len() < READER_POOL && !self.closed.load(Ordering::Relaxed) {
+            pool.push(conn);
+        }
+    }
+
+    /// Drops the pooled connections (the store file is about to change under them).
+    fn drop_readers(&self) {
+        lock(&self.readers).clear();
     }
 
     /// The path of `abs` relative to the folder, `/`-separated, if inside it.
@@ -379,6 +405,7 @@ impl Session {
         folder.closed.store(true, Ordering::Relaxed);
         lock(&folder.pass).cancel.store(true, Ordering::Relaxed);
         lock(&folder.watcher).take();
+        folder.drop_readers();
         let session = self.clone();
         let work = tokio::task::spawn_blocking(move || {
             session.flush_blocking(None);
@@ -574,6 +601,7 @@ impl Session {
             let reopened = tokio::task::spawn_blocking(move || {
                 let _turn = lock(&f.index_turn);
                 drop(lock(&f.writer).take());
+                f.drop_readers();
                 set_aside(&f.store);
                 s.open_store(&f)
             })

@@ -154,6 +154,11 @@ impl Retriever {
         }
     }
 
+    /// The connection back, for reuse by a later retriever.
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
     pub fn connection(&self) -> &Connection {
         &self.conn
     }

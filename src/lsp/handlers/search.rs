@@ -67,7 +67,7 @@ pub(crate) async fn search(session: &Arc<Session>, params: Value) -> jsonrpc::Re
         for folder in &folders {
             let state = folder.state();
             partial |= matches!(state, FolderState::Indexing | FolderState::Opening);
-            let Ok(conn) = crate::store::open_reader(&folder.store) else { continue };
+            let Ok(conn) = folder.reader() else { continue };
             any_store = true;
             let filter = path_filter(&folder.root, &paths).map_err(invalid_params)?;
             let editor = context
@@ -89,6 +89,7 @@ pub(crate) async fn search(session: &Arc<Session>, params: Value) -> jsonrpc::Re
                 tracing::error!("{METHOD} in {}: {e}", folder.name);
                 protocol::internal_error(METHOD)
             })?;
+            folder.give_back(retriever.into_connection());
             hits.extend(
                 found
                     .hits
