@@ -81,6 +81,30 @@ pub struct IndexingConfig {
     pub debounce_ms: u64,
     /// Language server: file-watcher events are coalesced over this many milliseconds.
     pub watch_debounce_ms: u64,
+    /// Language server: which watchers report changes made outside the editor.
+    pub watch: WatchMode,
+}
+
+/// `indexing.watch` (spec/lsp.md §3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WatchMode {
+    /// The server's notify watcher and the client's `didChangeWatchedFiles`.
+    #[default]
+    Both,
+    Client,
+    Server,
+    Off,
+}
+
+impl WatchMode {
+    pub fn server(self) -> bool {
+        matches!(self, WatchMode::Both | WatchMode::Server)
+    }
+
+    pub fn client(self) -> bool {
+        matches!(self, WatchMode::Both | WatchMode::Client)
+    }
 }
 
 impl Default for IndexingConfig {
@@ -99,6 +123,7 @@ impl Default for IndexingConfig {
             index_docstrings: true,
             debounce_ms: 150,
             watch_debounce_ms: 200,
+            watch: WatchMode::Both,
         }
     }
 }

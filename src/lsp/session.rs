@@ -703,7 +703,16 @@ impl Session {
 
     // ----- watching ------------------------------------------------------------------------
 
+    /// The client's watcher reports to us (`indexing.watch` allows it and the client registers).
+    fn client_watches(&self) -> bool {
+        self.config().indexing.watch.client() && self.flags().watched_files_registration
+    }
+
     fn start_watcher(self: &Arc<Self>, folder: &Arc<Folder>) {
+        if !self.config().indexing.watch.server() {
+            *lock(&folder.watcher_state) = if self.client_watches() { "client" } else { "off" };
+            return;
+        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let debounce = Duration::from_millis(self.config().indexing.watch_debounce_ms.clamp(20, 10_000));
         match watch::watch(&folder.root, debounce, move |event| {
@@ -711,7 +720,7 @@ impl Session {
         }) {
             Ok(w) => {
                 *lock(&folder.watcher) = Some(w);
-                *lock(&folder.watcher_state) = "server";
+                *lock(&folder.watcher_state) = if self.client_watches() { "both" } else { "server" };
             }
             Err(e) => {
                 tracing::warn!("watching {} failed: {e}; changes made outside the editor are not seen", folder.name);

@@ -133,7 +133,7 @@ pub(crate) async fn initialized(session: &Arc<Session>) {
         session.pull_configuration().await;
     }
     session.report_problems().await;
-    if session.flags().watched_files_registration {
+    if session.flags().watched_files_registration && session.config().indexing.watch.client() {
         super::workspace::register_watchers(session).await;
     }
     tokio::spawn(super::status::notifier(session.clone()));

@@ -72,6 +72,9 @@ async fn reload(session: &Arc<Session>) {
 /// Changes seen by the client's watcher join the server's own: one routine applies both, and a
 /// change already applied costs a stat and a hash at most.
 pub(crate) async fn did_change_watched_files(session: &Arc<Session>, params: lsp::DidChangeWatchedFilesParams) {
+    if !session.config().indexing.watch.client() {
+        return;
+    }
     let folders = session.folders();
     let mut paths: HashMap<PathBuf, (Arc<Folder>, Vec<PathBuf>)> = HashMap::new();
     let mut reconcile: Vec<Arc<Folder>> = Vec::new();

@@ -156,3 +156,21 @@ fn a_second_server_serves_the_folder_read_only_then_takes_over() {
     });
     assert!(second.shutdown().success());
 }
+
+#[test]
+fn indexing_watch_chooses_the_watchers() {
+    let ws = Workspace::new(&[("a.py", "def alpha():\n    return 1\n")]);
+    let root = ws.root();
+    for (mode, registered, watcher) in [("off", false, "off"), ("server", false, "server"), ("both", true, "both")] {
+        let (mut server, _) = TestServer::start(Setup {
+            root: Some(&root),
+            init_options: json!({ "indexing": { "watch": mode } }),
+            ..Setup::default()
+        });
+        server.wait_indexed();
+        let status = server.request("aurora/status", json!({})).expect("status");
+        assert_eq!(status["folders"][0]["watcher"], watcher, "indexing.watch = {mode}: {status}");
+        assert_eq!(!server.server_requests("client/registerCapability").is_empty(), registered, "{mode}");
+        assert!(server.shutdown().success());
+    }
+}
