@@ -135,6 +135,17 @@ pub struct LlmStatus {
     pub message: Option<String>,
 }
 
+/// This month's LLM spend against the caps (0 = no limit).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetStatus {
+    pub period: String,
+    pub spent_usd: f64,
+    pub monthly_usd: f64,
+    pub per_query_usd: f64,
+    pub state: &'static str,
+}
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigProblem {
@@ -161,6 +172,7 @@ pub struct StatusResult {
     pub index_generation: u64,
     pub folders: Vec<FolderStatus>,
     pub llm: LlmStatus,
+    pub budget: BudgetStatus,
     pub config: ConfigStatus,
     pub active_requests: u64,
     pub queued_requests: u64,

@@ -10,8 +10,8 @@ use tower_lsp_server::jsonrpc;
 
 use crate::llm::config::ProviderKind;
 use crate::lsp::protocol::{
-    ConfigProblem, ConfigStatus, DidChangeStatus, FolderStatus, IndexingCount, LlmStatus, PROTOCOL_VERSION,
-    StatusCommand, StatusResult,
+    BudgetStatus, ConfigProblem, ConfigStatus, DidChangeStatus, FolderStatus, IndexingCount, LlmStatus,
+    PROTOCOL_VERSION, StatusCommand, StatusResult,
 };
 use crate::lsp::session::{FolderState, Session};
 use crate::store::read;
@@ -83,7 +83,35 @@ fn build(session: &Session) -> StatusResult {
     let summary = summary(session);
     let state = STATES.iter().find(|s| **s == summary.state).copied().unwrap_or("ready");
     let message = summary.message;
+    let now = crate::store::now_ms();
+    let since = crate::llm::budget::month_start_ms(now);
+    let spent: f64 = session
+        .folders()
+        .iter()
+        .filter_map(|f| crate::store::open_reader(&f.store).ok())
+        .filter_map(|c| {
+            c.query_row("SELECT coalesce(sum(cost_usd), 0.0) FROM llm_usage WHERE at_ms >= ?1", [since], |r| {
+                r.get::<_, f64>(0)
+            })
+            .ok()
+        })
+        .sum();
+    let b = &config.budget;
+    let budget = BudgetStatus {
+        period: crate::llm::budget::period_of(now),
+        spent_usd: spent,
+        monthly_usd: b.monthly_usd,
+        per_query_usd: b.per_query_usd,
+        state: if b.monthly_usd > 0.0 && spent >= b.monthly_usd * f64::from(b.hard_limit_pct) / 100.0 {
+            "exceeded"
+        } else if b.monthly_usd > 0.0 && spent >= b.monthly_usd * f64::from(b.soft_limit_pct) / 100.0 {
+            "warning"
+        } else {
+            "ok"
+        },
+    };
     StatusResult {
+        budget,
         state,
         message,
         server_version: env!("CARGO_PKG_VERSION").into(),

@@ -336,3 +336,32 @@ fn conversations_lists_the_newest_first_with_their_first_question() {
     assert_eq!(bad["code"], -32602);
     assert!(server.shutdown().success());
 }
+
+#[test]
+fn status_reports_this_months_spend_against_the_budget() {
+    let ws = fixture();
+    let (mut server, _) =
+        start(&ws, Setup { init_options: json!({ "budget": { "monthlyUsd": 1.0 } }), ..Setup::default() });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let insert = |at: i64, cost: f64| {
+        ws.conn()
+            .execute(
+                "INSERT INTO llm_usage (at_ms, role, prompt_version, provider, model, input_tokens, output_tokens, \
+                 estimated, cost_usd, price_known, duration_ms, status) \
+                 VALUES (?1, 'soar.simpleAnswer', 1, 'openai', 'm', 10, 10, 0, ?2, 1, 5, 'ok')",
+                rusqlite::params![at, cost],
+            )
+            .expect("insert usage");
+    };
+    insert(now, 0.5);
+    insert(now - 40 * 86_400_000, 5.0); // an earlier month does not count
+    let status = server.request("aurora/status", json!({})).expect("status");
+    assert_eq!(status["budget"]["spentUsd"], 0.5, "{status}");
+    assert_eq!(status["budget"]["monthlyUsd"], 1.0);
+    assert_eq!(status["budget"]["state"], "ok");
+    insert(now, 0.35);
+    let status = server.request("aurora/status", json!({})).expect("status");
+    assert_eq!(status["budget"]["state"], "warning", "85% of the month's cap: {status}");
+    assert_eq!(status["budget"]["period"].as_str().unwrap().len(), 7, "YYYY-MM");
+    assert!(server.shutdown().success());
+}
