@@ -6,7 +6,7 @@ use serde_json::Value;
 use tower_lsp_server::jsonrpc;
 
 use crate::lsp::lsp;
-use crate::lsp::protocol::{LLM_NOT_CONFIGURED, error};
+use crate::lsp::protocol::{REQUEST_FAILED, error};
 use crate::lsp::session::Session;
 
 pub(crate) async fn run(
@@ -15,5 +15,10 @@ pub(crate) async fn run(
     _arg: Option<Value>,
     _token: Option<lsp::ProgressToken>,
 ) -> jsonrpc::Result<Option<Value>> {
-    Err(error(LLM_NOT_CONFIGURED, format!("{command} is not available in this build."), None))
+    // Not LlmNotConfigured: a provider may well be configured; the SOAR pipeline is what is missing.
+    Err(error(
+        REQUEST_FAILED,
+        format!("{command} needs the SOAR pipeline, which this build of the Aurora server does not have yet."),
+        None,
+    ))
 }

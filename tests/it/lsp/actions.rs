@@ -116,3 +116,16 @@ fn reindex_reports_the_pass_and_force_reparses_everything() {
     assert_eq!(forced["chunks"], 4, "shop: module (TAX), class, method; a.py: function only: {forced}");
     assert!(server.shutdown().success());
 }
+
+#[test]
+fn soar_commands_without_the_pipeline_fail_as_request_failed() {
+    let ws = Workspace::new(&[("shop.py", SHOP_PY)]);
+    let (mut server, uri) = open(&ws);
+    let args = json!({ "textDocument": { "uri": uri, "version": 3 }, "range": range((1, 0), (6, 0)) });
+    let err = server
+        .request("workspace/executeCommand", json!({ "command": "aurora.document", "arguments": [args] }))
+        .expect_err("not available");
+    assert_eq!(err["code"], -32803, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("SOAR pipeline"), "{err}");
+    assert!(server.shutdown().success());
+}
