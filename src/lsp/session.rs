@@ -593,9 +593,6 @@ impl Session {
             }
             let Some(problem) = store_problem(&folder.store) else { continue };
             tracing::error!("the index of {} {problem}; rebuilding it", folder.name);
-            let message = format!("The Aurora index of '{}' {problem}; it is being rebuilt.", folder.name);
-            let client = self.client.clone();
-            tokio::spawn(async move { client.show_message(lsp::MessageType::WARNING, message).await });
             folder.set_state(FolderState::Opening);
             let (s, f) = (self.clone(), folder.clone());
             let reopened = tokio::task::spawn_blocking(move || {
@@ -606,6 +603,10 @@ impl Session {
                 s.open_store(&f)
             })
             .await;
+            // Announced once the damaged file is set aside and a new store is open.
+            let message = format!("The Aurora index of '{}' {problem}; it is being rebuilt.", folder.name);
+            let client = self.client.clone();
+            tokio::spawn(async move { client.show_message(lsp::MessageType::WARNING, message).await });
             match reopened {
                 Ok(Ok(())) => {
                     let _ = self.clone().index_pass_with(folder.clone(), true).await;
