@@ -3,4 +3,12 @@
 //! immutable values from `types.rs` to the next.
 
 pub mod assess;
+pub mod error;
+pub mod pipeline;
 pub mod types;
+pub mod workspace;
+
+pub use error::SoarError;
+pub use pipeline::Pipeline;
+pub use types::{SoarEvent, SoarRequest, SoarResponse};
+pub use workspace::{OpenDoc, OpenDocuments, Workspace};

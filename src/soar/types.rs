@@ -598,3 +598,170 @@ impl Warning {
         Warning { code: code.to_owned(), message: message.into() }
     }
 }
+
+/// How much to trust a confidence figure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfidenceBasis {
+    /// A reviewer scored the answer.
+    Verified,
+    /// A fixed prior times the citation factor.
+    Unverified,
+    /// No model ran.
+    None,
+}
+
+/// Tokens of a query.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct TokensUsed {
+    pub input: u64,
+    pub output: u64,
+    pub estimated: bool,
+}
+
+/// Calls and spend of one phase.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseUsage {
+    pub calls: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// Which subgoal produced what, for the reasoning trace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceEntry {
+    pub subgoal_id: String,
+    pub subgoal_index: usize,
+    pub agent_id: String,
+    pub description: String,
+    pub status: AgentStatus,
+}
+
+/// How one agent's work ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Skipped,
+    Cancelled,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SynthesisMeta {
+    pub attempts: u8,
+    pub verification_score: Option<f64>,
+    pub coherence: Option<f64>,
+    pub completeness: Option<f64>,
+    pub factuality: Option<f64>,
+    pub model_confidence: Option<f64>,
+    pub subgoals_completed: u32,
+    pub subgoals_failed: u32,
+    pub subgoals_skipped: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReasoningTrace {
+    pub traceability: Vec<TraceEntry>,
+    pub synthesis_metadata: SynthesisMeta,
+}
+
+/// The month's spend when the query ended (spec/soar.md §15).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetState {
+    pub period: String,
+    pub limit_usd: f64,
+    pub consumed_usd: f64,
+    pub remaining_usd: Option<f64>,
+    pub percent_consumed: f64,
+    pub at_soft_limit: bool,
+    pub at_hard_limit: bool,
+}
+
+/// Everything about a run except the answer itself.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseMetadata {
+    pub query_id: String,
+    pub conversation_id: String,
+    pub query: String,
+    pub simple_path: bool,
+    /// Phase 8 stored the run as a reasoning pattern.
+    pub cached: bool,
+    pub reasoning_chunk_id: Option<String>,
+    pub pattern_marked: bool,
+    pub decomposition_cache_hit: bool,
+    pub total_duration_ms: f64,
+    pub total_cost_usd: f64,
+    pub tokens_used: TokensUsed,
+    pub usage: Usage,
+    pub usage_by_phase: BTreeMap<PhaseKey, PhaseUsage>,
+    pub budget_status: Option<BudgetState>,
+    pub budget_warning: Option<String>,
+    /// All nine keys, always.
+    pub phases: BTreeMap<PhaseKey, PhaseRecord>,
+    pub citations: CitationStats,
+    pub edits: EditStats,
+    pub index: IndexFreshness,
+    pub confidence_basis: ConfidenceBasis,
+    pub quality_warning: Option<String>,
+    /// Set when a model failure ended the run (outcome `failed`).
+    pub llm_failure: Option<crate::soar::error::LlmFailure>,
+    pub warnings: Vec<Warning>,
+    pub prompt_versions: BTreeMap<String, u32>,
+    pub models: BTreeMap<String, String>,
+    /// Epoch seconds.
+    pub timestamp: i64,
+}
+
+/// The envelope of a finished run (spec/soar.md §13). The CLI and the LSP layer render it; it carries
+/// no formatting of its own.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SoarResponse {
+    /// Markdown with `[n]` markers.
+    pub answer: String,
+    pub confidence: f64,
+    /// Equal to `confidence` (kept from the original contract).
+    pub overall_score: f64,
+    pub outcome: Outcome,
+    pub complexity: Complexity,
+    pub citations: Vec<Citation>,
+    /// Retrieved and not cited (the locations of no-LLM and failure answers).
+    pub related: Vec<ChunkRef>,
+    pub proposed_edits: Vec<ProposedEdit>,
+    pub reasoning_trace: ReasoningTrace,
+    pub metadata: ResponseMetadata,
+}
+
+impl SoarResponse {
+    /// Phases that ran (status not `Skipped`), in order, with their times in ms.
+    pub fn timings(&self) -> Vec<(PhaseKey, f64)> {
+        PhaseKey::ALL
+            .iter()
+            .filter_map(|k| self.metadata.phases.get(k).map(|r| (*k, r)))
+            .filter(|(_, r)| r.status != PhaseStatus::Skipped)
+            .map(|(k, r)| (k, r.duration_ms))
+            .collect()
+    }
+}
+
+/// What a run reports while it works (spec/soar.md §17).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SoarEvent {
+    /// Phase progress: `percentage` never decreases within a run.
+    Progress { phase: PhaseKey, message: String, percentage: u32 },
+    /// Streamed answer text of the SIMPLE answer or a synthesis attempt.
+    AnswerDelta { attempt: u8, text: String },
+    /// A new synthesis attempt begins: discard the text streamed so far.
+    AnswerReset { attempt: u8 },
+    /// The month's spend passed the soft limit.
+    BudgetWarning { message: String },
+}
