@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::llm::{BudgetConfig, BudgetScope, LlmError, QueryId};
 
 /// One row of `llm_usage`: a call, successful or not.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct UsageRecord {
     /// Unix milliseconds when the call ended.
     pub at_ms: i64,

@@ -2,10 +2,24 @@
 //! (spec/soar.md). `pipeline.rs` orchestrates; each phase lives in its own file and passes
 //! immutable values from `types.rs` to the next.
 
+pub mod agents;
 pub mod assess;
+pub mod calls;
+pub mod citations;
+pub mod collect;
+pub mod decompose;
+pub mod edits;
 pub mod error;
+pub mod external;
 pub mod pipeline;
+pub mod prompts;
+pub mod record;
+pub mod respond;
+pub mod retrieve;
+pub mod route;
+pub mod synthesize;
 pub mod types;
+pub mod verify;
 pub mod workspace;
 
 pub use error::SoarError;

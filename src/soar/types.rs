@@ -765,3 +765,17 @@ pub enum SoarEvent {
     /// The month's spend passed the soft limit.
     BudgetWarning { message: String },
 }
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A query normalised for cache keys and pattern matching: trimmed, lower-cased, whitespace collapsed.
+pub fn normalize_query(q: &str) -> String {
+    q.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}

@@ -9,8 +9,8 @@ mod pipe;
 mod providers;
 mod scripted;
 mod secrets;
-mod server;
-mod wire;
+pub mod server;
+pub mod wire;
 
 use std::time::Duration;
 

@@ -2,3 +2,5 @@
 //! real OpenAI-compatible client against a fake server, and the classifier corpus.
 
 mod assess_corpus;
+mod harness;
+mod pipeline;
