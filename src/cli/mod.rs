@@ -1,5 +1,6 @@
 //! The command line: argument parsing and one file per subcommand; only `output.rs` prints.
 
+mod ask;
 mod debug;
 mod doctor;
 mod index;
@@ -32,6 +33,8 @@ enum Command {
     Index(index::Args),
     /// Search the index: `path:line  kind  qualified_name  score`.
     Search(search::Args),
+    /// Ask a question about the workspace (needs an LLM provider; without one, prints the relevant locations).
+    Ask(ask::Args),
     /// Show what the store holds.
     Status(status::Args),
     /// Check the store and whether the configured LLM provider answers (model, round-trip time).
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Lsp => unreachable!("served above"),
         Command::Index(args) => index::run(args, cli.db.as_deref()),
         Command::Search(args) => search::run(args, cli.db.as_deref()),
+        Command::Ask(args) => ask::run(args, cli.db.as_deref()),
         Command::Status(args) => status::run(args, cli.db.as_deref()),
         Command::Doctor(args) => doctor::run(args, cli.db.as_deref()),
         Command::Debug(cmd) => debug::run(cmd),

@@ -206,3 +206,83 @@ fn doctor_reports_the_llm_state_without_leaking_keys() {
     assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
     assert!(err.contains("127.0.0.1:9"), "{err}");
 }
+
+/// `aurora ask` with the user-level config in `home` and the key in the child's environment.
+fn ask(ws: &Workspace, home: &std::path::Path, config: &str, args: &[&str]) -> (bool, String, String) {
+    std::fs::create_dir_all(home.join("aurora")).unwrap();
+    std::fs::write(home.join("aurora/config.toml"), config).unwrap();
+    let out = Command::new(aurora_bin())
+        .arg("ask")
+        .args(args)
+        .current_dir(ws.root())
+        .env("XDG_CONFIG_HOME", home)
+        .env("AURORA_TEST_LLM_KEY", crate::llm::KEY)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ask_without_a_provider_prints_the_locations_and_how_to_configure_one() {
+    let ws = Workspace::new(&[(
+        "pkg/config.py",
+        "def load_config(path):\n    \"\"\"Read the settings.\"\"\"\n    return path\n",
+    )]);
+    assert!(aurora(&["index", "."], &ws.root()).0);
+    let home = tempfile::tempdir().unwrap();
+    let (ok, out, err) = ask(&ws, home.path(), "", &["where is load_config"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("No language model is configured"), "{out}");
+    assert!(out.contains("`pkg/config.py:L1-L3` function `load_config`"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_answers_with_citations_through_an_openai_compatible_server() {
+    use crate::llm::server::{End, FakeServer};
+    use crate::llm::wire::Wire;
+    let ws = Workspace::new(&[(
+        "pkg/config.py",
+        "def load_config(path):\n    \"\"\"Read the settings.\"\"\"\n    return path\n",
+    )]);
+    assert!(aurora(&["index", "."], &ws.root()).0);
+    let id: i64 = ws.conn().query_row("SELECT id FROM chunks WHERE name = 'load_config'", [], |r| r.get(0)).unwrap();
+    let reply = serde_json::json!({"answer": "Settings are read by `load_config` [c1].",
+        "citations": [{"id": "c1", "chunk_id": format!("{id:016x}")}]})
+    .to_string();
+    let (a, b) = reply.split_at(20);
+    let server = FakeServer::start(vec![Wire::OpenAi.stream(&[a, b], End::Complete)]).await;
+    let config = format!(
+        "[llm]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\nbaseUrl = \"{}/v1\"\napiKeyEnv = \"AURORA_TEST_LLM_KEY\"\n",
+        server.url
+    );
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("aurora")).unwrap();
+    std::fs::write(home.path().join("aurora/config.toml"), config).unwrap();
+    let root = ws.root();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        let out = Command::new(aurora_bin())
+            .args(["ask", "where is load_config"])
+            .current_dir(&root)
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("AURORA_TEST_LLM_KEY", crate::llm::KEY)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "Settings are read by `load_config` [1].\n\nCitations:\n  [1] pkg/config.py:1-3  load_config\n");
+    assert!(!err.contains(crate::llm::KEY));
+    assert_eq!(server.count(), 1);
+    let rows: i64 = ws.conn().query_row("SELECT count(*) FROM conversations", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 1, "the conversation was logged");
+}

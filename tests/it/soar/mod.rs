@@ -2,5 +2,7 @@
 //! real OpenAI-compatible client against a fake server, and the classifier corpus.
 
 mod assess_corpus;
+mod golden;
 mod harness;
 mod pipeline;
+mod wire;
