@@ -158,13 +158,20 @@ impl Documents {
         })
     }
 
+    /// The text and version of the open document at `rel` in `folder`, if any.
+    pub fn text_at(&self, folder: &Arc<Folder>, rel: &str) -> Option<(Arc<str>, i32)> {
+        self.lock().values().find_map(|d| {
+            let t = d.target.as_ref()?;
+            (Arc::ptr_eq(&t.folder, folder) && t.rel == rel).then(|| (Arc::from(d.text.text()), d.version))
+        })
+    }
+
     /// The version of an open document.
     pub fn version(&self, uri: &str) -> Option<i32> {
         self.lock().get(uri).map(|d| d.version)
     }
 
     /// The text and version of an open document.
-    #[allow(dead_code, reason = "the aurora/ask job uses these; it waits on branch lsp-ask-wip for SOAR's pipeline")]
     pub fn snapshot(&self, uri: &str) -> Option<(String, i32)> {
         self.lock().get(uri).map(|d| (d.text.text().to_owned(), d.version))
     }

@@ -3,7 +3,6 @@
 //! beyond that is answered `TooManyRequests` at once. Each job has a `CancellationToken`,
 //! cancelled when its handler future is dropped (`$/cancelRequest`) or when the client cancels
 //! the job's progress (`window/workDoneProgress/cancel`).
-#![allow(dead_code, reason = "the aurora/ask job uses these; it waits on branch lsp-ask-wip for SOAR's pipeline")]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,13 +81,6 @@ impl Jobs {
             waiting: AtomicUsize::new(0),
             by_token: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// A slot at once if one is free; `None` if the caller must wait (see [`Jobs::wait`]).
-    pub fn try_enter(self: &Arc<Self>) -> Option<Slot> {
-        let permit = self.slots.clone().try_acquire_owned().ok()?;
-        self.active.fetch_add(1, Ordering::Relaxed);
-        Some(Slot { _permit: permit, jobs: self.clone() })
     }
 
     /// Waits in FIFO order for a slot; `TooManyRequests` when the queue is full.

@@ -14,6 +14,7 @@ pub(crate) mod progress;
 pub(crate) mod protocol;
 pub(crate) mod server;
 pub(crate) mod session;
+pub(crate) mod soar;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -51,6 +52,7 @@ pub fn run() -> ExitCode {
             session = Some(backend.session.clone());
             backend
         })
+        .custom_method("aurora/ask", server::Backend::ask)
         .custom_method("aurora/search", server::Backend::search)
         .custom_method("aurora/status", server::Backend::status)
         .custom_method("aurora/conversations", server::Backend::conversations)

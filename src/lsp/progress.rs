@@ -70,7 +70,6 @@ impl WorkDone {
         .await;
     }
 
-    #[allow(dead_code, reason = "the aurora/ask job uses these; it waits on branch lsp-ask-wip for SOAR's pipeline")]
     pub fn token(&self) -> Option<&lsp::ProgressToken> {
         self.token.as_ref()
     }

@@ -1,5 +1,4 @@
 //! Wire types of the custom methods (spec/lsp.md §4) and the error codes of §4.7.
-#![allow(dead_code, reason = "the aurora/ask job uses these; it waits on branch lsp-ask-wip for SOAR's pipeline")]
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -317,6 +316,21 @@ pub struct AskPartialResult {
     pub phase: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reset: bool,
+}
+
+/// `$/progress` carrying an [`AskPartialResult`]: `lsp::ProgressParamsValue` models work-done
+/// values only (spec/lsp.md §4.2).
+pub enum PartialProgress {}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PartialProgressParams {
+    pub token: lsp::ProgressToken,
+    pub value: AskPartialResult,
+}
+
+impl lsp::notification::Notification for PartialProgress {
+    type Params = PartialProgressParams;
+    const METHOD: &'static str = "$/progress";
 }
 
 /// `workspace/applyEdit`'s outcome for an edit command (spec/lsp.md §5.4).

@@ -8,10 +8,10 @@ use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::{Client, LanguageServer};
 
 use crate::lsp::handlers::{
-    self, actions, commands, conversations, documents, lifecycle, search, status, symbols, workspace,
+    self, actions, ask, commands, conversations, documents, lifecycle, search, status, symbols, workspace,
 };
 use crate::lsp::lsp;
-use crate::lsp::protocol::{SearchResult, StatusResult};
+use crate::lsp::protocol::{AskResult, SearchResult, StatusResult};
 use crate::lsp::session::Session;
 
 pub(crate) struct Backend {
@@ -25,6 +25,10 @@ impl Backend {
 
     pub async fn search(&self, params: Value) -> Result<SearchResult> {
         handlers::request("aurora/search", search::search(&self.session, params)).await
+    }
+
+    pub async fn ask(&self, params: Value) -> Result<AskResult> {
+        handlers::request("aurora/ask", ask::ask(&self.session, params)).await
     }
 
     pub async fn status(&self, params: Value) -> Result<StatusResult> {

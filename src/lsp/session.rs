@@ -72,6 +72,8 @@ pub(crate) struct Folder {
     pub closed: AtomicBool,
     /// Read connections kept between requests: their statement caches and page caches stay warm.
     readers: Mutex<Vec<rusqlite::Connection>>,
+    /// SOAR's view of this folder, built on first use (see `lsp/soar.rs`); dropped with the writer.
+    pub soar: Mutex<Option<crate::lsp::soar::FolderSoar>>,
 }
 
 impl Folder {
@@ -90,11 +92,18 @@ impl Folder {
             watcher_state: Mutex::new("off"),
             closed: AtomicBool::new(false),
             readers: Mutex::new(Vec::new()),
+            soar: Mutex::new(None),
         }
     }
 
     pub fn writer(&self) -> Option<Arc<Writer>> {
         lock(&self.writer).clone()
+    }
+
+    /// Takes the writer out, with SOAR's view that holds it, so the write connection can close.
+    fn take_writer(&self) -> Option<Arc<Writer>> {
+        lock(&self.soar).take();
+        lock(&self.writer).take()
     }
 
     pub fn state(&self) -> FolderState {
@@ -410,7 +419,7 @@ impl Session {
         let work = tokio::task::spawn_blocking(move || {
             session.flush_blocking(None);
             let _turn = lock(&folder.index_turn);
-            if let Some(writer) = lock(&folder.writer).take()
+            if let Some(writer) = folder.take_writer()
                 && let Err(e) = writer.send_bulk(Op::Checkpoint).and_then(|()| writer.sync().map(drop))
             {
                 tracing::error!("closing the store of {}: {e}", folder.name);
@@ -597,7 +606,7 @@ impl Session {
             let (s, f) = (self.clone(), folder.clone());
             let reopened = tokio::task::spawn_blocking(move || {
                 let _turn = lock(&f.index_turn);
-                drop(lock(&f.writer).take());
+                drop(f.take_writer());
                 f.drop_readers();
                 set_aside(&f.store);
                 s.open_store(&f)
@@ -838,7 +847,7 @@ impl Session {
         let work = tokio::task::spawn_blocking(move || {
             session.flush_blocking(None);
             for folder in session.folders() {
-                if let Some(writer) = lock(&folder.writer).take()
+                if let Some(writer) = folder.take_writer()
                     && let Err(e) = writer.send_bulk(Op::Checkpoint).and_then(|()| writer.sync().map(drop))
                 {
                     tracing::error!("closing the store of {}: {e}", folder.name);

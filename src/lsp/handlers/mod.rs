@@ -11,6 +11,7 @@
 //! future itself becomes `InternalError` (spec/lsp.md §0.1) and the server keeps running.
 
 pub(crate) mod actions;
+pub(crate) mod ask;
 pub(crate) mod commands;
 pub(crate) mod conversations;
 pub(crate) mod documents;

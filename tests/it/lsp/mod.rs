@@ -2,6 +2,7 @@
 //! answers the server's requests like an editor and checks every frame and response count.
 
 mod actions;
+mod ask;
 mod edits;
 mod faults;
 mod server;
