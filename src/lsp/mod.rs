@@ -10,6 +10,7 @@ pub(crate) mod convert;
 pub(crate) mod documents;
 pub(crate) mod handlers;
 pub(crate) mod jobs;
+pub(crate) mod line_edits;
 pub(crate) mod progress;
 pub(crate) mod protocol;
 pub(crate) mod server;

@@ -70,10 +70,6 @@ impl WorkDone {
         .await;
     }
 
-    pub fn token(&self) -> Option<&lsp::ProgressToken> {
-        self.token.as_ref()
-    }
-
     pub async fn end(self, message: String) {
         self.send(lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd { message: Some(message) })).await;
     }

@@ -127,8 +127,16 @@ fn workspace_folders(params: &lsp::InitializeParams) -> Vec<Folder> {
 }
 
 /// Reports configuration problems, then opens each folder's store, starts its watcher and
-/// indexes it in the background. Returns at once.
+/// indexes it in the background. Returns at once: the work runs in a task, since its requests to
+/// the client (`workspace/configuration`, `client/registerCapability`) would otherwise hold the
+/// handler, and tower-lsp-server waits for every handler before it lets the process exit; a reply
+/// that comes after `exit` is never read.
 pub(crate) async fn initialized(session: &Arc<Session>) {
+    tokio::spawn(start(session.clone()));
+}
+
+async fn start(session: Arc<Session>) {
+    let session = &session;
     if session.flags().configuration_pull {
         session.pull_configuration().await;
     }

@@ -118,14 +118,14 @@ fn reindex_reports_the_pass_and_force_reparses_everything() {
 }
 
 #[test]
-fn soar_commands_without_the_pipeline_fail_as_request_failed() {
+fn edit_commands_without_a_provider_answer_llm_not_configured() {
     let ws = Workspace::new(&[("shop.py", SHOP_PY)]);
     let (mut server, uri) = open(&ws);
     let args = json!({ "textDocument": { "uri": uri, "version": 3 }, "range": range((1, 0), (6, 0)) });
     let err = server
         .request("workspace/executeCommand", json!({ "command": "aurora.document", "arguments": [args] }))
         .expect_err("not available");
-    assert_eq!(err["code"], -32803, "{err}");
-    assert!(err["message"].as_str().unwrap().contains("SOAR pipeline"), "{err}");
+    assert_eq!(err["code"], -33001, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("aurora.llm.provider"), "{err}");
     assert!(server.shutdown().success());
 }

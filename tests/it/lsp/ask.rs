@@ -64,7 +64,10 @@ fn without_a_model_the_answer_lists_the_retrieved_locations() {
     let phases: Vec<&str> = result["phases"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(phases[..2], ["assess", "retrieve"]);
     assert_eq!(result["partial"], false);
-    // Phase progress went to the request's token and ended.
+    // Phase progress went to the request's token and ended (the end may trail the response).
+    server.wait_notification("the end of the ask's progress", |n| {
+        n["method"] == "$/progress" && n["params"]["token"] == "w-1" && n["params"]["value"]["kind"] == "end"
+    });
     let progress: Vec<Value> = server
         .notifications("$/progress")
         .into_iter()

@@ -3,7 +3,9 @@
 
 mod actions;
 mod ask;
+mod ask_llm;
 mod edits;
+mod fake_llm;
 mod faults;
 mod server;
 mod workspace;
@@ -52,11 +54,20 @@ pub struct Setup<'a> {
     pub work_done_progress: bool,
     /// The `processId` the editor gives (`null` by default).
     pub process_id: Option<u32>,
+    /// Extra environment variables of the server process (an API key for a fake provider).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Setup<'_> {
     fn default() -> Self {
-        Setup { root: None, init_options: Value::Null, utf8: false, work_done_progress: true, process_id: None }
+        Setup {
+            root: None,
+            init_options: Value::Null,
+            utf8: false,
+            work_done_progress: true,
+            process_id: None,
+            env: Vec::new(),
+        }
     }
 }
 
@@ -88,6 +99,7 @@ impl TestServer {
             .arg("lsp")
             .env("XDG_CONFIG_HOME", config_home.path())
             .env("AURORA_LOG", "aurora=debug")
+            .envs(setup.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -174,10 +186,25 @@ impl TestServer {
     }
 
     fn send_request(&mut self, msg: Value) -> Result<Value, Value> {
+        let id = self.send_message(msg);
+        self.response(id)
+    }
+
+    /// Sends a request without waiting; returns its id (see [`TestServer::response`]).
+    pub fn send(&mut self, method: &str, params: Value) -> i64 {
+        self.send_message(json!({ "jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params }))
+    }
+
+    fn send_message(&mut self, msg: Value) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
         self.sent_ids.push(id);
         write_frame(&self.stdin, &msg);
+        id
+    }
+
+    /// Waits for the response to request `id`: `Ok(result)` or `Err(error object)`.
+    pub fn response(&self, id: i64) -> Result<Value, Value> {
         let response = self.wait("a response", |inbox| inbox.responses.get(&id).cloned());
         match response.get("error") {
             Some(err) => Err(err.clone()),
@@ -350,6 +377,7 @@ fn read_frames(mut out: impl BufRead, inbox: &(Mutex<Inbox>, Condvar), stdin: &M
                         Value::Array(vec![guard.settings.clone(); n])
                     }
                     "workspace/applyEdit" => json!({ "applied": true }),
+                    "window/showDocument" => json!({ "success": true }),
                     _ => Value::Null,
                 };
                 write_frame(stdin, &json!({ "jsonrpc": "2.0", "id": id, "result": result }));
