@@ -129,7 +129,8 @@ pub fn index_with_writer(
         writer.sync()?;
     }
     let t_walk = Instant::now();
-    let walked = walk::walk(root, req.scope, cfg);
+    let deny = crate::privacy::DenyList::new(root, &req.config.privacy.deny_globs);
+    let walked = walk::walk(root, req.scope, cfg, &deny);
     let walk_ms = ms(t_walk);
 
     let reader = crate::store::open_reader(req.store)?;
