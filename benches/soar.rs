@@ -22,21 +22,30 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-/// 500 modules × 10 classes × (1 class + 2 methods) ≈ 15k chunks.
+const TOPICS: [&str; 25] = [
+    "invoice", "cart", "payment", "session", "ledger", "refund", "coupon", "shipment", "catalog", "review", "account",
+    "profile", "report", "export", "import", "schedule", "alarm", "queue", "worker", "cache", "index", "search",
+    "upload", "avatar", "billing",
+];
+
+/// 500 modules × 10 classes × (1 class + 2 methods), about 15k chunks, each module about its own topic
+/// (`invoice17`, `cart42`, …) as real code is, so a question matches a few places, not all of them.
 fn write_corpus(root: &Path) {
     for m in 0..500 {
-        let mut src = String::from("\"\"\"Generated module.\"\"\"\nimport os\n");
+        let topic = format!("{}{m}", TOPICS[m % TOPICS.len()]);
+        let mut src = format!("\"\"\"The {topic} module.\"\"\"\nimport os\n");
         for c in 0..10 {
             src.push_str(&format!(
-                "\n\nclass Handler{m}x{c}:\n    \"\"\"Handle requests of kind {c} in module {m}.\"\"\"\n\n\
-                 \x20   def process_request(self, request):\n        user = self.get_user(request.user_id)\n\
-                 \x20       if user is None:\n            raise PermissionError(\"inactive\")\n        return self.render(request, user)\n\n\
-                 \x20   def render(self, request, user):\n        return [user.name, os.path.join('a', str({c}))]\n"
+                "\n\nclass {Topic}Handler{c}:\n    \"\"\"Handle {topic} requests of kind {c}.\"\"\"\n\n\
+                 \x20   def process_{topic}_{c}(self, request):\n        user = self.get_user(request.user_id)\n\
+                 \x20       if user is None:\n            raise PermissionError(\"inactive\")\n        return self.render_{topic}_{c}(request, user)\n\n\
+                 \x20   def render_{topic}_{c}(self, request, user):\n        return [user.name, os.path.join('{topic}', str({c}))]\n",
+                Topic = topic[..1].to_uppercase() + &topic[1..],
             ));
         }
         let dir = root.join(format!("pkg{}", m / 50));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("mod{m}.py")), src).unwrap();
+        std::fs::write(dir.join(format!("{topic}.py")), src).unwrap();
     }
 }
 
@@ -50,8 +59,8 @@ impl Instant {
         let cite = json!([{"id": "c1", "chunk_id": self.chunk}]);
         match role {
             "soar.decompose" => json!({"goal": "g", "subgoals": [
-                {"description": "Explain process_request of Handler3x4", "suggested_agent": "code-analyzer", "is_critical": true, "depends_on": []},
-                {"description": "Find callers of render", "suggested_agent": "dependency-tracker", "is_critical": false, "depends_on": [0]}
+                {"description": "Explain process_invoice17_4 of Invoice17Handler4", "suggested_agent": "code-analyzer", "is_critical": true, "depends_on": []},
+                {"description": "Find callers of render_invoice17_4", "suggested_agent": "dependency-tracker", "is_critical": false, "depends_on": [0]}
             ]}),
             "soar.verify.adversarial" | "soar.verify.self" => json!({"completeness": 0.9, "consistency": 0.9,
                 "groundedness": 0.9, "routability": 0.9, "critical_issues": []}),
@@ -106,7 +115,7 @@ impl LlmClient for Instant {
     }
 }
 
-const QUERY: &str = "how does Handler3x4 process_request render the user";
+const QUERY: &str = "how does process_invoice17_4 render the invoice17 user";
 
 fn pipeline_overhead(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -134,15 +143,23 @@ fn pipeline_overhead(c: &mut Criterion) {
     let pipeline = Pipeline::new(Arc::new(config), ws, Some(llm));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut group = c.benchmark_group("soar_pipeline");
+    // The floor: one hybrid retrieval of the same question (SIMPLE does one, COMPLEX three).
+    let mut floor = aurora::memory::retrieve::Retriever::new(
+        aurora::store::open_reader(&StorePath::for_root(&root)).unwrap(),
+        &Config::default().memory,
+    );
+    group.bench_function("retrieve_floor", |b| {
+        b.iter(|| {
+            let req = aurora::memory::retrieve::RetrieveRequest { query: QUERY, limit: Some(5), ..Default::default() };
+            std::hint::black_box(floor.retrieve(&req).unwrap().hits.len())
+        })
+    });
     for (name, level) in [("simple", Complexity::Simple), ("complex", Complexity::Complex)] {
         group.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
                     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-                    let req = SoarRequest {
-                        complexity_override: Some(level),
-                        ..SoarRequest::ask(QUERY)
-                    };
+                    let req = SoarRequest { complexity_override: Some(level), ..SoarRequest::ask(QUERY) };
                     let r = pipeline.run(req, tx, CancellationToken::new()).await.unwrap();
                     assert!(r.confidence > 0.0, "{:?} {}", r.outcome, r.answer);
                 })
