@@ -142,6 +142,16 @@ fn pipeline_overhead(c: &mut Criterion) {
     let llm = Arc::new(Llm::new(client).with_retry(RetryPolicy { max_retries: 0, ..RetryPolicy::default() }));
     let pipeline = Pipeline::new(Arc::new(config), ws, Some(llm));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // One run of each, with its phase timings, for the record.
+    for level in [Complexity::Simple, Complexity::Complex] {
+        let r = rt.block_on(async {
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let req = SoarRequest { complexity_override: Some(level), ..SoarRequest::ask(QUERY) };
+            pipeline.run(req, tx, CancellationToken::new()).await.unwrap()
+        });
+        let phases: Vec<String> = r.timings().iter().map(|(k, ms)| format!("{} {ms:.2}", k.name())).collect();
+        eprintln!("{level}: {:.2} ms total; {}", r.metadata.total_duration_ms, phases.join(", "));
+    }
     let mut group = c.benchmark_group("soar_pipeline");
     // The floor: one hybrid retrieval of the same question (SIMPLE does one, COMPLEX three).
     let mut floor = aurora::memory::retrieve::Retriever::new(
