@@ -73,7 +73,9 @@ impl Workspace {
     fn generation(&self, r: &Retriever) -> u64 {
         match &self.writer {
             Some(w) => w.committed_files(),
-            None => r.connection().query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0)).map_or(0, |v| v as u64),
+            None => {
+                r.connection().query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0)).map_or(0, |v| v as u64)
+            }
         }
     }
 
