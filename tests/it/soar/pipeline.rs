@@ -779,3 +779,34 @@ async fn edits_from_an_agent_that_may_not_edit_are_dropped() {
     assert_eq!(r.metadata.edits.dropped_by_reason.get("notAllowed"), Some(&1));
     assert!(r.metadata.warnings.iter().any(|w| w.code == "editsDropped"));
 }
+
+#[tokio::test]
+async fn critical_questions_take_up_to_six_subgoals_under_adversarial_review() {
+    let f = Fixture::new();
+    let check = f.chunk("check_token");
+    let five: Vec<serde_json::Value> =
+        (0..5).map(|i| sg(&format!("Audit check_token part {i}"), "security-scanner", i == 0, &[])).collect();
+    let mut s = ScriptedLlm::new()
+        .on("soar.decompose", Reply::json(plan(five)))
+        .on("soar.verify.adversarial", Reply::json(adversarial(0.9, &[])));
+    for i in 0..5 {
+        s = s.on(
+            "agent.security-scanner",
+            Reply::json(agent(&format!("finding {i} [c1]"), &[("c1", &check)])).delay(SHORT),
+        );
+    }
+    let s = Arc::new(
+        s.on("soar.synthesize", Reply::json(answer("no exploit [c1]", &[("c1", &check)], &["sg-1"])))
+            .on("soar.verifySynthesis", Reply::json(synth_review(0.9))),
+    );
+    let r = f.ask(&s, "Fix security vulnerability in authentication endpoint").await;
+    s.assert_all_consumed();
+    assert_eq!(r.complexity, Complexity::Critical);
+    assert_eq!(r.outcome, Outcome::Answered);
+    let decompose = user_text(&calls(&s, "soar.decompose")[0]);
+    assert!(decompose.contains("Maximum number of subgoals: 6"), "{decompose}");
+    assert!(decompose.contains("Execution preference: parallel where possible"));
+    let collect = &r.metadata.phases[&PhaseKey::Collect].detail;
+    assert_eq!(collect["waves"][0]["subgoals"], json!([0, 1, 2, 3, 4]));
+    assert_eq!(collect["stats"]["maxParallel"], 4, "soar.agents.maxConcurrent caps a wave");
+}
