@@ -16,6 +16,7 @@ pub mod llm;
 pub mod logging;
 pub mod lsp;
 pub mod memory;
+pub mod privacy;
 pub mod soar;
 pub mod store;
 pub mod workspace;

@@ -37,8 +37,16 @@ STATE = {"chunk_delay_ms": 20, "requests": [], "lock": threading.Lock(), "log": 
 LOCATION_RE = re.compile(r"([A-Za-z0-9_./-]+\.pyi?)(?::L?|#L| \(?lines? )(\d+)(?:\s*[-–]\s*L?(\d+))?")
 # `"file": "app/config.py", "start_line": 18, "end_line": 21` as JSON shown in a prompt.
 JSON_LOCATION_RE = re.compile(r'"file"\s*:\s*"([^"]+\.pyi?)"\s*,\s*"start_line"\s*:\s*(\d+)\s*,\s*"end_line"\s*:\s*(\d+)')
-# `k_3f9a1c0d2b7e`, or whatever follows a `chunk_id`/`chunkId`/`id` label.
-CHUNK_ID_RE = re.compile(r"\b(k_[0-9a-f]{6,})\b|\bchunk[ _]?id\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_-]+)", re.I)
+# `k_3f9a1c0d2b7e`, whatever follows a `chunk_id`/`chunkId`/`id` label, or Aurora's chunk headers
+# `[chunk 38c1b6927c037c44] app/auth.py:L5-L8  function  check_token`.
+CHUNK_ID_RE = re.compile(
+    r"\b(k_[0-9a-f]{6,})\b|\bchunk[ _]?id\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_-]+)|\[chunk ([0-9a-f]{16}|buffer:[^\]]+)\]",
+    re.I,
+)
+# Aurora's chunk header with its 1-based location, and the code lines that follow it.
+HEADER_RE = re.compile(r"^\[chunk ([^\]]+)\] (\S+?):L(\d+)-L(\d+)  (\S+)  (\S+)\n((?:(?!\[chunk |<<<END).*\n)*)", re.M)
+# A code action's target: `Target: app/auth.py:L5-L8 (the selected code).`
+TARGET_RE = re.compile(r"Target: (\S+?):L(\d+)-L(\d+)")
 DEF_RE = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 
 
@@ -79,7 +87,7 @@ def cited_locations(text, limit=3):
 def chunk_ids(text, limit=3):
     out = []
     for m in CHUNK_ID_RE.finditer(text):
-        cid = m.group(1) or m.group(2)
+        cid = m.group(1) or m.group(2) or m.group(3)
         if cid.lower() in ("null", "none"):
             continue
         if cid not in out:
@@ -133,7 +141,7 @@ def citation_objects(item_schema, text, root):
     props = item_schema.get("properties", {})
     locations = cited_locations(text)
     ids = chunk_ids(text)
-    count = max(len(locations), len(ids), 1)
+    count = max(len(locations), len(ids))
     out = []
     for n in range(min(count, 3)):
         obj = {}
@@ -199,7 +207,10 @@ def from_schema(schema, name, text, root=None):
         item_props = {k.lower() for k in items.get("properties", {})} if isinstance(items, dict) else set()
         if item_props & {"chunk_id", "chunkid", "file", "start_line"}:
             return citation_objects(items, text, root)
-        if lowered in ("uncertainties", "open_questions", "warnings", "edits", "issues", "problems") and not schema.get("minItems"):
+        if lowered in (
+            "uncertainties", "open_questions", "warnings", "edits", "issues", "problems", "depends_on",
+            "expected_tools", "critical_issues", "minor_issues", "edge_cases", "suggestions", "used_subgoals",
+        ) and not schema.get("minItems"):
             return []
         if "citation" in lowered or "source" in lowered or "id" in lowered:
             ids = chunk_ids(text)
@@ -215,6 +226,14 @@ def from_schema(schema, name, text, root=None):
         return True
     if kind == "string":
         lowered = name.lower()
+        if lowered == "suggested_agent":
+            # The first agent of the catalogue Aurora's planner prompt lists.
+            agent = re.search(r"^- ([a-z][a-z0-9-]*): ", text, re.M)
+            return agent.group(1) if agent else "llm-executor"
+        if lowered in ("description", "goal"):
+            question = re.search(r"^Question: (.+)$", text, re.M)
+            if question:
+                return question.group(1)
         if "id" in lowered and chunk_ids(text):
             return chunk_ids(text)[0]
         if lowered in ("answer", "text", "content", "summary", "response", "output", "result"):
@@ -225,11 +244,54 @@ def from_schema(schema, name, text, root=None):
     return None
 
 
+def directed_edits(text):
+    """The edit an Aurora code-action agent would propose, from its prompt: a docstring under the
+    target's first def/class (documentation-generator), a test file (test-writer), or the target's
+    code unchanged (refactoring-engine)."""
+    role = re.search(r"Role: agent\.([a-z-]+)", text)
+    target = TARGET_RE.search(text)
+    if not role or not target:
+        return []
+    path, first, last = target.group(1), int(target.group(2)), int(target.group(3))
+    # The code of the pinned chunk covering the target, with its 1-based first line.
+    code, start = None, None
+    for h in HEADER_RE.finditer(text):
+        if h.group(2) == path and int(h.group(3)) <= first <= int(h.group(4)):
+            code, start = h.group(7), int(h.group(3))
+            break
+    if code is None:
+        return []
+    lines = code.split("\n")
+    if role.group(1) == "documentation-generator":
+        for i, line in enumerate(lines):
+            m = DEF_RE.match(line)
+            if m:
+                indent = m.group(1) + "    "
+                return [{"kind": "replace", "file": path, "start_line": start + i, "end_line": start + i,
+                         "new_text": f'{line}\n{indent}"""{DOCSTRING}"""\n', "description": "add a docstring"}]
+        return []
+    if role.group(1) == "test-writer":
+        m = DEF_RE.search(code)
+        name = m.group(3) if m else "subject"
+        module = path.rsplit("/", 1)[-1].removesuffix(".py")
+        return [{"kind": "create", "file": f"tests/test_{module}.py",
+                 "new_text": f"def test_{name.lower()}_fake():\n    assert True  # {DOCSTRING}\n", "description": "tests"}]
+    if role.group(1) == "refactoring-engine":
+        body = "\n".join(lines[first - start : last - start + 1]) + "\n"
+        return [{"kind": "replace", "file": path, "start_line": first, "end_line": last, "new_text": body,
+                 "description": "unchanged"}]
+    return []
+
+
 def reply_for(body):
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {}
-        return json.dumps(from_schema(schema, "root", prompt_text(body)))
+        text = prompt_text(body)
+        value = from_schema(schema, "root", text)
+        if isinstance(value, dict) and "edits" in value:
+            value["edits"] = directed_edits(text)
+        return json.dumps(value)
     if fmt.get("type") == "json_object":
         return json.dumps({"answer": answer_text(body)})
     return answer_text(body)

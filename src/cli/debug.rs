@@ -18,7 +18,8 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::ParseFloor { path } => {
             let root = super::existing(&path)?;
             let cfg = IndexingConfig::default();
-            let walked = crate::workspace::walk::walk(&root, &root, &cfg);
+            let deny = crate::privacy::DenyList::new(&root, &[]);
+            let walked = crate::workspace::walk::walk(&root, &root, &cfg, &deny);
             let texts: Vec<Vec<u8>> = walked.files.iter().filter_map(|f| std::fs::read(&f.abs).ok()).collect();
             let bytes: usize = texts.iter().map(Vec::len).sum();
             let mut parser = python::new_parser();

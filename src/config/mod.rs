@@ -28,6 +28,8 @@ pub struct Config {
     pub soar: SoarConfig,
     /// Code actions of the language server (spec/lsp.md §7.2).
     pub code_actions: CodeActionsConfig,
+    /// Secret redaction and denied files (spec/lsp.md §7.2).
+    pub privacy: crate::privacy::PrivacyConfig,
 }
 
 /// `codeActions.*` (spec/lsp.md §5.2, §5.4).

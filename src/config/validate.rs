@@ -100,7 +100,11 @@ impl Builder {
         let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
         // `llm.apiKeyEnv` names a variable and `maxTokens` counts them; anything else named like a
         // key holds one.
-        if SECRET_WORDS.iter().any(|w| last.contains(w)) && !last.ends_with("env") && !last.ends_with("tokens") {
+        if SECRET_WORDS.iter().any(|w| last.contains(w))
+            && !last.ends_with("env")
+            && !last.ends_with("tokens")
+            && !last.starts_with("redact")
+        {
             self.problem(
                 source,
                 key,
@@ -124,6 +128,15 @@ impl Builder {
             return;
         };
         let previous = lookup(&self.merged, key).cloned();
+        // `privacy.denyGlobs` layers add up: a folder or editor can deny more, never less.
+        let value = match (key, &previous, &value) {
+            ("privacy.denyGlobs", Some(Value::Array(before)), Value::Array(added)) => {
+                let mut all = before.clone();
+                all.extend(added.iter().filter(|g| !before.contains(g)).cloned());
+                Value::Array(all)
+            }
+            _ => value,
+        };
         set(&mut self.merged, key, value.clone());
         let checked = serde_json::from_value::<Config>(self.merged.clone())
             .map_err(|e| e.to_string())

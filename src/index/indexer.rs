@@ -129,7 +129,8 @@ pub fn index_with_writer(
         writer.sync()?;
     }
     let t_walk = Instant::now();
-    let walked = walk::walk(root, req.scope, cfg);
+    let deny = crate::privacy::DenyList::new(root, &req.config.privacy.deny_globs);
+    let walked = walk::walk(root, req.scope, cfg, &deny);
     let walk_ms = ms(t_walk);
 
     let reader = crate::store::open_reader(req.store)?;
@@ -285,12 +286,26 @@ pub fn index_with_writer(
     Ok(stats)
 }
 
+/// Whether `privacy.denyGlobs` denies `path` (relative), with the compiled list cached per thread.
+fn denied(path: &str, globs: &[String]) -> bool {
+    thread_local! {
+        static CACHE: std::cell::RefCell<Option<(Vec<String>, crate::privacy::DenyList)>> = const { std::cell::RefCell::new(None) };
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(g, _)| g.as_slice() != globs) {
+            *c = Some((globs.to_vec(), crate::privacy::DenyList::new(Path::new(""), globs)));
+        }
+        c.as_ref().is_some_and(|(_, d)| d.denies(path))
+    })
+}
+
 /// The writer op for the text of an editor buffer at relative `path` (origin `buffer`): what the
 /// language server writes for unsaved text. The file's `mtime_ns` is 0 and its size is the
 /// text's, so the next reconcile re-reads the file from disk. `old_tree` is the previous parse
 /// of the buffer with every edit since applied (`Tree::edit`): only the edited regions are parsed
 /// again. Returns the op and the new tree; `None` when the path is not of an indexed language or
-/// parsing ran over `indexing.parseTimeoutMs`.
+/// parsing ran over `indexing.parseTimeoutMs`, or `privacy.denyGlobs` denies the path.
 pub fn buffer_op(
     path: &str,
     text: &str,
@@ -298,6 +313,9 @@ pub fn buffer_op(
     config: &Config,
 ) -> Option<(Op, tree_sitter::Tree)> {
     language_for(path)?;
+    if denied(path, &config.privacy.deny_globs) {
+        return None;
+    }
     let cfg = &config.indexing;
     let tokenizer = Tokenizer::new(config.memory.tokenizer.stemming);
     let opts = python::ChunkOptions {

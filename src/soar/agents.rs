@@ -577,7 +577,7 @@ async fn run_external(
         command: command.clone(),
         cwd: run.ws.root().to_path_buf(),
         env,
-        stdin: prompt,
+        stdin: run.calls.redact(&prompt),
         timeout: *timeout,
         max_output_bytes: run.config.soar.agents.max_output_bytes,
     };

@@ -65,6 +65,8 @@ struct State {
     prompt_versions: BTreeMap<String, u32>,
     models: BTreeMap<String, String>,
     budget_warning: Option<String>,
+    /// Secrets removed from prompts (`privacy.redactSecrets`).
+    redacted: u32,
 }
 
 /// What one call is.
@@ -132,9 +134,26 @@ impl Calls {
         pick.map(str::to_owned)
     }
 
-    /// The request for `spec`, before output kind and streaming.
+    /// `text` without secrets when `privacy.redactSecrets` is on; the count is kept for the warning.
+    pub fn redact(&self, text: &str) -> String {
+        if !self.config.privacy.redact_secrets {
+            return text.to_owned();
+        }
+        let (clean, n) = crate::privacy::redact(text);
+        if n > 0 {
+            self.state().redacted += n;
+        }
+        clean.into_owned()
+    }
+
+    /// Secrets removed from this run's prompts so far.
+    pub fn redacted(&self) -> u32 {
+        self.state().redacted
+    }
+
+    /// The request for `spec`, before output kind and streaming. Workspace text in it is redacted.
     pub fn request(&self, spec: &CallSpec) -> LlmRequest {
-        let mut req = LlmRequest::new(spec.role.clone(), spec.system.clone(), spec.user.clone())
+        let mut req = LlmRequest::new(spec.role.clone(), self.redact(&spec.system), self.redact(&spec.user))
             .with_temperature(spec.params.temperature)
             .with_max_tokens(spec.params.max_tokens)
             .with_timeout(Duration::from_secs(self.config.soar.timeouts.llm_call_secs))

@@ -273,7 +273,8 @@ impl Pipeline {
         let t = Instant::now();
         let limit = retrieve::budget(cfg, level);
         run.progress(PhaseKey::Retrieve, format!("Retrieving context ({limit} chunks)"), 6);
-        let rc = match retrieve::retrieve(&run.ws, cfg, &run.query, limit, run.editor.as_ref(), req.index).await {
+        let deny = &self.config.privacy.deny_globs;
+        let rc = match retrieve::retrieve(&run.ws, cfg, &run.query, limit, run.editor.as_ref(), req.index, deny).await {
             Ok(rc) => {
                 run.phase(
                     PhaseKey::Retrieve,
@@ -287,7 +288,7 @@ impl Pipeline {
                     }),
                 );
                 for w in &rc.warnings {
-                    run.warn("indexEmpty", w.clone());
+                    run.warn(&w.code, w.message.clone());
                 }
                 rc
             }

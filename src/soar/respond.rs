@@ -126,11 +126,18 @@ pub async fn respond(run: &Run, parts: Parts) -> SoarResponse {
             timestamp: crate::store::now_ms() / 1000,
         },
     };
-    let log_warning = write_log(run, &response, response.outcome.as_str()).await;
-    if let Some(w) = log_warning {
-        run.warn("conversationLog", w);
+    let redacted = run.calls.redacted();
+    if redacted > 0 {
+        run.warn(
+            "secretsRedacted",
+            format!("{redacted} secret(s) in the workspace text were redacted before it was sent to the model"),
+        );
     }
     response.metadata.warnings = run.warnings();
+    if let Some(w) = write_log(run, &response, response.outcome.as_str()).await {
+        run.warn("conversationLog", w);
+        response.metadata.warnings = run.warnings();
+    }
     response.metadata.phases.insert(
         PhaseKey::Respond,
         PhaseRecord {

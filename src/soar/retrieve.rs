@@ -10,7 +10,7 @@ use crate::config::SoarConfig;
 use crate::index::chunk::ChunkId;
 use crate::memory::retrieve::{self as memory, RetrieveRequest, Retriever, ScoreBreakdown};
 use crate::memory::tokenize::Tokenizer;
-use crate::soar::types::{Complexity, ContextChunk, EditorContext, IndexFreshness, IndexHint, Plan, hex};
+use crate::soar::types::{Complexity, ContextChunk, EditorContext, IndexFreshness, IndexHint, Plan, Warning, hex};
 use crate::soar::workspace::{Workspace, line_count, slice_lines};
 use crate::store::StoreError;
 use crate::store::read::{self, ChunkRow};
@@ -45,7 +45,7 @@ pub struct RetrievedContext {
     pub budget: usize,
     pub pinned: usize,
     pub index: IndexFreshness,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// The chunk budget of a level.
@@ -61,29 +61,34 @@ pub async fn retrieve(
     limit: usize,
     editor: Option<&EditorContext>,
     hint: IndexHint,
+    deny: &[String],
 ) -> Result<RetrievedContext, StoreError> {
     let query = query.to_owned();
+    let deny = deny.to_vec();
     let cfg = cfg.clone();
     let editor = editor.cloned();
     let stemming = ws.memory().tokenizer.stemming;
     let ws2 = Arc::clone(ws);
     ws.read(move |r| {
         let mut out = RetrievedContext { budget: limit, ..RetrievedContext::default() };
-        let counts = read::counts(r.connection())?;
-        out.index = IndexFreshness {
-            partial: hint.partial,
-            indexed_files: counts.files_ok + counts.files_partial,
-            pending_files: hint.pending_files,
-        };
-        if counts.chunks == 0 {
-            out.warnings.push("workspace not indexed yet".into());
+        let (indexed_files, any_chunk) = read::index_size(r.connection())?;
+        out.index = IndexFreshness { partial: hint.partial, indexed_files, pending_files: hint.pending_files };
+        if !any_chunk {
+            out.warnings.push(Warning::new("indexEmpty", "workspace not indexed yet"));
         }
         if let Some(ed) = &editor {
-            out.code = pinned(&ws2, r.connection(), ed)?;
-            out.pinned = out.code.len();
+            if crate::privacy::DenyList::new(std::path::Path::new(""), &deny).denies(&ed.path) {
+                out.warnings.push(Warning::new(
+                    "contextDenied",
+                    format!("{} matches privacy.denyGlobs: its text was not sent", ed.path),
+                ));
+            } else {
+                out.code = pinned(&ws2, r.connection(), ed)?;
+                out.pinned = out.code.len();
+            }
         }
         let rest = limit.saturating_sub(out.pinned);
-        if rest > 0 && counts.chunks > 0 {
+        if rest > 0 && any_chunk {
             let mem_editor = editor.as_ref().map(memory_editor);
             let seen: HashSet<String> = out.code.iter().map(|c| c.chunk_id.clone()).collect();
             for c in ranked(r, &query, rest + seen.len(), mem_editor.as_ref())? {

@@ -40,7 +40,8 @@ pub struct Workspace {
     store: StorePath,
     writer: Option<Arc<Writer>>,
     memory: MemoryConfig,
-    pool: Mutex<Vec<Retriever>>,
+    /// Pooled retrievers with the store generation their caches were filled at.
+    pool: Mutex<Vec<(Retriever, u64)>>,
     documents: Option<Arc<dyn OpenDocuments>>,
 }
 
@@ -67,11 +68,25 @@ impl Workspace {
         self.writer.as_ref()
     }
 
+    /// A number that changes whenever indexed content may have changed: the writer's committed file
+    /// count when this process writes, else SQLite's `data_version` of the connection.
+    fn generation(&self, r: &Retriever) -> u64 {
+        match &self.writer {
+            Some(w) => w.committed_files(),
+            None => {
+                r.connection().query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0)).map_or(0, |v| v as u64)
+            }
+        }
+    }
+
     fn take(&self) -> Result<Retriever, StoreError> {
         let pooled = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
         match pooled {
-            Some(mut r) => {
-                r.invalidate();
+            Some((mut r, generation)) => {
+                // Document frequencies are kept while the indexed files are unchanged.
+                if self.generation(&r) != generation {
+                    r.invalidate();
+                }
                 Ok(r)
             }
             None => Ok(Retriever::new(crate::store::open_reader(&self.store)?, &self.memory)),
@@ -79,10 +94,11 @@ impl Workspace {
     }
 
     fn give_back(&self, r: Retriever) {
+        let generation = self.generation(&r);
         if let Ok(mut pool) = self.pool.lock()
             && pool.len() < POOL
         {
-            pool.push(r);
+            pool.push((r, generation));
         }
     }
 

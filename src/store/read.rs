@@ -367,3 +367,13 @@ pub fn counts(conn: &Connection) -> Result<StoreCounts, StoreError> {
     c.last_indexed_at = conn.query_row("SELECT max(indexed_at) FROM files", [], |r| r.get(0))?;
     Ok(c)
 }
+
+/// Indexed files (status ok or partial) and whether any chunk exists: the cheap freshness check of
+/// every question (no full scan of chunks or edges).
+pub fn index_size(conn: &Connection) -> Result<(u64, bool), StoreError> {
+    let files: i64 = conn
+        .prepare_cached("SELECT count(*) FROM files WHERE status IN ('ok', 'partial')")?
+        .query_row([], |r| r.get(0))?;
+    let any: bool = conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM chunks)")?.query_row([], |r| r.get(0))?;
+    Ok((files as u64, any))
+}

@@ -10,6 +10,7 @@ use ignore::{DirEntry, WalkBuilder, WalkState};
 
 use crate::config::IndexingConfig;
 use crate::index::lang::language_for;
+use crate::privacy::DenyList;
 
 /// Why a source file was not indexed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -26,10 +27,12 @@ pub enum SkipReason {
     ParseTimeout,
     StubShadowed,
     PathNotUtf8,
+    /// Matched `privacy.denyGlobs`: never indexed nor sent to a model.
+    Denied,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 12] = [
         SkipReason::TooLarge,
         SkipReason::Binary,
         SkipReason::Generated,
@@ -41,6 +44,7 @@ impl SkipReason {
         SkipReason::ParseTimeout,
         SkipReason::StubShadowed,
         SkipReason::PathNotUtf8,
+        SkipReason::Denied,
     ];
 
     pub fn parse(text: &str) -> Option<SkipReason> {
@@ -60,6 +64,7 @@ impl SkipReason {
             SkipReason::ParseTimeout => "parse_timeout",
             SkipReason::StubShadowed => "stub_shadowed",
             SkipReason::PathNotUtf8 => "path_not_utf8",
+            SkipReason::Denied => "denied",
         }
     }
 }
@@ -117,7 +122,8 @@ const EXCLUDED_DIRS: &[&str] = &[
 const BUILD_DIRS: &[&str] = &["build", "dist", "target"];
 
 /// Walks `scope` (the root, a folder under it, or one file) and returns the source files in it.
-pub fn walk(root: &Path, scope: &Path, cfg: &IndexingConfig) -> WalkResult {
+/// Files matching `deny` are reported as skipped (`denied`) and never read.
+pub fn walk(root: &Path, scope: &Path, cfg: &IndexingConfig, deny: &DenyList) -> WalkResult {
     let user_excludes = build_excludes(root, &cfg.exclude);
     let mut builder = WalkBuilder::new(scope);
     builder
@@ -145,7 +151,7 @@ pub fn walk(root: &Path, scope: &Path, cfg: &IndexingConfig) -> WalkResult {
         Box::new(move |result| {
             let mut st = state.lock().expect("walk state lock is never poisoned by a panic-free visitor");
             match result {
-                Ok(entry) => visit(entry, root, root_canon, cfg, &mut st, count),
+                Ok(entry) => visit(entry, root, root_canon, cfg, deny, &mut st, count),
                 Err(err) => record_error(err, root, &mut st),
             }
             if st.truncated { WalkState::Quit } else { WalkState::Continue }
@@ -206,6 +212,7 @@ fn visit(
     root: &Path,
     root_canon: &Path,
     cfg: &IndexingConfig,
+    deny: &DenyList,
     st: &mut WalkResult,
     count: &std::sync::atomic::AtomicU64,
 ) {
@@ -226,6 +233,10 @@ fn visit(
         st.names_not_utf8 += 1;
         return;
     };
+    if deny.denies(&path) {
+        st.skipped.push(WalkSkip { path, reason: SkipReason::Denied, error: "matches privacy.denyGlobs".into() });
+        return;
+    }
     if file_type.is_symlink() {
         // Only reached when links are not followed.
         st.skipped.push(WalkSkip {

@@ -648,3 +648,165 @@ async fn agent_statuses_are_reported_by_index() {
     assert_eq!(r.outcome, Outcome::Failed);
     assert_eq!(r.reasoning_trace.traceability[0].status, AgentStatus::Failed);
 }
+
+fn with_external(command: &[&str], timeout_secs: u64) -> Config {
+    let mut config = Config::default();
+    config.soar.agents.external = vec![aurora::config::ExternalAgentConfig {
+        id: "ext-reviewer".into(),
+        name: "External reviewer".into(),
+        description: "Reviews a change".into(),
+        capabilities: vec!["review".into()],
+        command: command.iter().map(|c| (*c).to_owned()).collect(),
+        timeout_secs,
+        ..Default::default()
+    }];
+    config
+}
+
+#[tokio::test]
+async fn an_external_agent_that_times_out_falls_back_to_the_llm_executor() {
+    let f = Fixture::with_config(with_external(&["sh", "-c", "sleep 30"], 1));
+    let check = f.chunk("check_token");
+    let s = Arc::new(
+        ScriptedLlm::new()
+            .on("soar.decompose", Reply::json(plan(vec![sg("Review check_token", "ext-reviewer", true, &[])])))
+            .on("soar.verify.self", Reply::json(review(0.9)))
+            .on("agent.llm-executor", Reply::json(agent("reviewed check_token [c1]", &[("c1", &check)])))
+            .on("soar.synthesize", Reply::json(answer("ok [c1]", &[("c1", &check)], &["sg-1"])))
+            .on("soar.verifySynthesis", Reply::json(synth_review(0.9))),
+    );
+    let started = std::time::Instant::now();
+    let r = f.ask_at(&s, AUTH_Q, Complexity::Medium).await;
+    s.assert_all_consumed();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.outcome, Outcome::Answered);
+    let out = &r.metadata.phases[&PhaseKey::Collect].detail["outputs"][0];
+    assert_eq!(out["fallbackUsed"], true);
+    assert_eq!(out["agentId"], "llm-executor");
+    let prompt = user_text(&calls(&s, "agent.llm-executor")[0]);
+    assert!(prompt.contains("Act as: External reviewer"), "{prompt}");
+}
+
+#[tokio::test]
+async fn an_external_agent_answers_with_json_on_stdout() {
+    let reply = r#"{"summary": "looks fine", "citations": [], "edits": []}"#;
+    let script = format!("cat > /dev/null; echo '{reply}'");
+    let f = Fixture::with_config(with_external(&["sh", "-c", &script], 10));
+    let check = f.chunk("check_token");
+    let s = Arc::new(
+        ScriptedLlm::new()
+            .on("soar.decompose", Reply::json(plan(vec![sg("Review check_token", "@EXT-Reviewer", true, &[])])))
+            .on("soar.verify.self", Reply::json(review(0.9)))
+            .on("soar.synthesize", Reply::json(answer("fine [c1]", &[("c1", &check)], &["sg-1"])))
+            .on("soar.verifySynthesis", Reply::json(synth_review(0.9))),
+    );
+    let r = f.ask_at(&s, AUTH_Q, Complexity::Medium).await;
+    s.assert_all_consumed();
+    let out = &r.metadata.phases[&PhaseKey::Collect].detail["outputs"][0];
+    assert_eq!(out["agentId"], "ext-reviewer");
+    assert_eq!(out["summary"], "looks fine");
+    assert_eq!(out["structured"], true);
+    assert!(r.metadata.usage.estimated, "external usage is estimated");
+}
+
+#[tokio::test]
+async fn a_directed_refactor_returns_checked_edits_and_writes_nothing() {
+    let f = Fixture::new();
+    let before = std::fs::read_to_string(f.ws.path("app/auth.py")).unwrap();
+    let check = f.chunk("check_token");
+    let edits = json!({
+        "summary": "Extracted the clock [c1].",
+        "citations": [{"id": "c1", "chunk_id": check}],
+        "edits": [
+            {"kind": "replace", "file": "app/auth.py", "start_line": 5, "end_line": 8,
+             "new_text": "def check_token(token, now=None):\n    \"\"\"Return True when the token has not expired.\"\"\"\n    return token.expires_at > (now or time.time())\n",
+             "description": "inline the clock"},
+            {"kind": "diff", "file": "app/auth.py",
+             "diff": "--- a/app/auth.py\n+++ b/app/auth.py\n@@ -1,2 +1,2 @@\n-\"\"\"Session tokens.\"\"\"\n+\"\"\"Session tokens and their expiry.\"\"\"\n import time\n",
+             "description": "docstring"},
+            {"kind": "replace", "file": "../outside.py", "start_line": 1, "end_line": 1, "new_text": "x", "description": "escape"},
+            {"kind": "create", "file": "app/auth.py", "new_text": "x", "description": "clobber"}
+        ]
+    });
+    let s = Arc::new(ScriptedLlm::new().on("agent.refactoring-engine", Reply::json(edits)));
+    let editor = aurora::soar::types::EditorContext {
+        path: "app/auth.py".into(),
+        version: Some(7),
+        selection: Some(aurora::soar::types::LineRange { start_line: 4, end_line: 7 }),
+        ..Default::default()
+    };
+    let req = SoarRequest::directed(aurora::soar::types::DirectedKind::Refactor, None, editor);
+    let (r, _) = f.run_with(Some(Fixture::llm(&s)), req).await;
+    let r = r.unwrap();
+    s.assert_all_consumed();
+    assert_eq!(roles(&s), ["agent.refactoring-engine"]);
+    assert_eq!(r.outcome, Outcome::Directed);
+    assert_eq!(r.answer, "Extracted the clock [1].");
+    assert_eq!(r.proposed_edits.len(), 2);
+    assert_eq!(r.proposed_edits[0].id, "e1");
+    assert!(matches!(
+        r.proposed_edits[0].change,
+        aurora::soar::types::EditChange::Replace { start_line: 4, end_line: 7, .. }
+    ));
+    assert!(r.proposed_edits[0].base_content_hash.is_some());
+    assert_eq!(r.metadata.edits.dropped_by_reason.get("path"), Some(&1));
+    assert_eq!(r.metadata.edits.dropped_by_reason.get("exists"), Some(&1));
+    assert_eq!(std::fs::read_to_string(f.ws.path("app/auth.py")).unwrap(), before, "SOAR writes no file");
+    assert!(!f.ws.path("outside.py").exists());
+    assert_eq!(r.metadata.phases[&PhaseKey::Decompose].status, PhaseStatus::Skipped);
+    assert_eq!(r.metadata.phases[&PhaseKey::Synthesize].status, PhaseStatus::Skipped);
+    let prompt = user_text(&s.requests()[0]);
+    assert!(prompt.contains("Target: app/auth.py:L5-L8 (the selected code)."), "{prompt}");
+    assert!(prompt.contains("[chunk"), "the selection is pinned: {prompt}");
+}
+
+#[tokio::test]
+async fn edits_from_an_agent_that_may_not_edit_are_dropped() {
+    let f = Fixture::new();
+    let check = f.chunk("check_token");
+    let mut reply = agent("analysed [c1]", &[("c1", &check)]);
+    reply["edits"] = json!([{"kind": "create", "file": "new.py", "new_text": "x"}]);
+    let s = Arc::new(
+        ScriptedLlm::new()
+            .on("soar.decompose", Reply::json(plan(vec![sg("Explain check_token expiry", "code-analyzer", true, &[])])))
+            .on("soar.verify.self", Reply::json(review(0.9)))
+            .on("agent.code-analyzer", Reply::json(reply))
+            .on("soar.synthesize", Reply::json(answer("ok [c1]", &[("c1", &check)], &["sg-1"])))
+            .on("soar.verifySynthesis", Reply::json(synth_review(0.9))),
+    );
+    let r = f.ask_at(&s, AUTH_Q, Complexity::Medium).await;
+    assert!(r.proposed_edits.is_empty());
+    assert_eq!(r.metadata.edits.dropped_by_reason.get("notAllowed"), Some(&1));
+    assert!(r.metadata.warnings.iter().any(|w| w.code == "editsDropped"));
+}
+
+#[tokio::test]
+async fn critical_questions_take_up_to_six_subgoals_under_adversarial_review() {
+    let f = Fixture::new();
+    let check = f.chunk("check_token");
+    let five: Vec<serde_json::Value> =
+        (0..5).map(|i| sg(&format!("Audit check_token part {i}"), "security-scanner", i == 0, &[])).collect();
+    let mut s = ScriptedLlm::new()
+        .on("soar.decompose", Reply::json(plan(five)))
+        .on("soar.verify.adversarial", Reply::json(adversarial(0.9, &[])));
+    for i in 0..5 {
+        s = s.on(
+            "agent.security-scanner",
+            Reply::json(agent(&format!("finding {i} [c1]"), &[("c1", &check)])).delay(SHORT),
+        );
+    }
+    let s = Arc::new(
+        s.on("soar.synthesize", Reply::json(answer("no exploit [c1]", &[("c1", &check)], &["sg-1"])))
+            .on("soar.verifySynthesis", Reply::json(synth_review(0.9))),
+    );
+    let r = f.ask(&s, "Fix security vulnerability in authentication endpoint").await;
+    s.assert_all_consumed();
+    assert_eq!(r.complexity, Complexity::Critical);
+    assert_eq!(r.outcome, Outcome::Answered);
+    let decompose = user_text(&calls(&s, "soar.decompose")[0]);
+    assert!(decompose.contains("Maximum number of subgoals: 6"), "{decompose}");
+    assert!(decompose.contains("Execution preference: parallel where possible"));
+    let collect = &r.metadata.phases[&PhaseKey::Collect].detail;
+    assert_eq!(collect["waves"][0]["subgoals"], json!([0, 1, 2, 3, 4]));
+    assert_eq!(collect["stats"]["maxParallel"], 4, "soar.agents.maxConcurrent caps a wave");
+}

@@ -82,3 +82,65 @@ async fn cancelling_closes_the_connection_to_the_provider() {
 }
 
 const AUTH_QUESTION: &str = "how do check_token and refresh_token handle an expired token";
+
+#[tokio::test]
+async fn planted_secrets_never_reach_the_provider() {
+    use crate::support::Workspace as Files;
+    let secrets: [&str; 6] = [
+        "sk-ant-api03-PLANTEDplantedPLANTED0001",
+        "AKIAPLANTED000000001",
+        "hunter2-planted-db-password",
+        "planted-url-pass-42",
+        "plantedquerytoken99",
+        "MIIEplantedPRIVATEkeyMATERIAL",
+    ];
+    let code = format!(
+        r#"ANTHROPIC_KEY = "{}"
+AWS_ID = "{}"
+
+
+def connect():
+    """Open the database (planted secrets for the redaction test)."""
+    password = "{}"
+    url = "postgres://admin:{}@db.internal/app"
+    hook = "https://hooks.example.com/x?token={}"
+    return url, password, hook
+
+
+PEM = """-----BEGIN RSA PRIVATE KEY-----
+{}
+-----END RSA PRIVATE KEY-----"""
+"#,
+        secrets[0], secrets[1], secrets[2], secrets[3], secrets[4], secrets[5]
+    );
+    let files = Files::new(&[("app/db.py", &code), ("app/secrets.py", "TOKEN = 'planted-denied-file-token'\n")]);
+    files.index();
+    let denied: String = crate::support::dump(
+        &files.conn(),
+        "SELECT path || ' ' || coalesce(reason, '') FROM files WHERE status = 'skipped'",
+    );
+    assert_eq!(denied, "app/secrets.py denied\n");
+    let tokenizer = aurora::memory::tokenize::Tokenizer::new(files.config.memory.tokenizer.stemming);
+    let writer = std::sync::Arc::new(
+        aurora::store::writer::Writer::open(&files.store(), &aurora::index::indexer::store_versions(&tokenizer))
+            .unwrap(),
+    );
+    let f = Fixture { ws: files, writer: Some(writer), config: aurora::config::Config::default() };
+    let server = FakeServer::start(vec![Wire::OpenAi.stream(&["{\"answer\": \"It connects.\"}"], End::Complete)]).await;
+    let llm = Llm::from_config(&Wire::OpenAi.config(&server.url), &env).unwrap().with_retry(fast_retry());
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let r = f
+        .pipeline(Some(llm))
+        .run(SoarRequest::ask("where are connect, PEM, ANTHROPIC_KEY and AWS_ID"), tx, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(server.count(), 1);
+    let body = server.requests()[0].body.to_string();
+    assert!(body.contains("def connect"), "the code itself was sent");
+    assert!(body.contains("[REDACTED:private-key]"), "the module chunk was sent too: {body}");
+    for s in secrets.iter().chain(["planted-denied-file-token"].iter()) {
+        assert!(!body.contains(s), "{s} reached the provider");
+    }
+    let w = r.metadata.warnings.iter().find(|w| w.code == "secretsRedacted").expect("a redaction warning");
+    assert!(w.message.starts_with("6 secret(s)"), "{}", w.message);
+}

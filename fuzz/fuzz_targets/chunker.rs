@@ -1,0 +1,18 @@
+//! The Python chunker on arbitrary bytes: never panics, and every chunk is a well-formed slice of
+//! the text (ranges inside it, lines ordered, content equal to the bytes it claims).
+#![no_main]
+
+use aurora::index::lang::python;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut parser = python::new_parser();
+    let opts = python::ChunkOptions::default();
+    let Some(file) = python::chunk_file(&mut parser, "pkg/mod.py", &text, &opts) else { return };
+    for c in &file.chunks {
+        assert!(c.bytes.start <= c.bytes.end && c.bytes.end <= text.len(), "{:?}", c.bytes);
+        assert!(c.start_line <= c.def_line && c.def_line <= c.end_line, "{c:?}");
+        assert_eq!(c.content, &text[c.bytes.clone()]);
+    }
+});
