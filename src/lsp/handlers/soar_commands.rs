@@ -345,8 +345,12 @@ struct FileChange {
 fn file_changes(session: &Session, ctx: &Context, r: &SoarResponse) -> jsonrpc::Result<Vec<FileChange>> {
     let folder = &ctx.folder;
     let mut by_file: BTreeMap<&str, Vec<&EditChange>> = BTreeMap::new();
+    let mut bases: BTreeMap<&str, &str> = BTreeMap::new();
     for e in &r.proposed_edits {
         by_file.entry(e.file.as_str()).or_default().push(&e.change);
+        if let Some(hash) = &e.base_content_hash {
+            bases.insert(e.file.as_str(), hash.as_str());
+        }
     }
     let mut out = Vec::new();
     for (rel, mut changes) in by_file {
@@ -357,6 +361,13 @@ fn file_changes(session: &Session, ctx: &Context, r: &SoarResponse) -> jsonrpc::
             Some((text, version)) => (Some(text.to_string()), Some(version)),
             None => (std::fs::read_to_string(folder.root.join(rel)).ok(), None),
         };
+        // The model saw this text; a file that changed since is not edited from stale lines.
+        if let (Some(hash), Some(text)) = (bases.get(rel), old.as_deref())
+            && crate::soar::edits::content_hash(text) != *hash
+        {
+            let message = format!("{rel} changed while Aurora was working; nothing was applied. Run the action again.");
+            return Err(error(CONTENT_MODIFIED, message, Some(json!({"uri": uri.as_str()}))));
+        }
         changes.sort_by_key(|c| {
             std::cmp::Reverse(match c {
                 EditChange::Replace { start_line, .. } => *start_line,
@@ -366,25 +377,16 @@ fn file_changes(session: &Session, ctx: &Context, r: &SoarResponse) -> jsonrpc::
         let mut new = old.clone().unwrap_or_default();
         for change in changes {
             new = match change {
-                EditChange::Replace { start_line, end_line, new_text } => {
-                    if old.is_none() {
-                        return Err(error(
-                            REQUEST_FAILED,
-                            format!("The model edited {rel}, which does not exist; nothing was changed."),
-                            None,
-                        ));
-                    }
-                    replace_lines(&new, *start_line, *end_line, new_text)
-                }
                 EditChange::Create { new_text } if old.is_some() => append(&new, new_text),
                 EditChange::Create { new_text } => new_text.clone(),
-                EditChange::Diff { .. } => {
-                    return Err(error(
-                        REQUEST_FAILED,
-                        "The model proposed a unified diff, which this Aurora server cannot apply yet; nothing was changed.",
-                        None,
-                    ));
+                EditChange::Replace { .. } | EditChange::Diff { .. } if old.is_none() => {
+                    let message = format!("The model edited {rel}, which does not exist; nothing was changed.");
+                    return Err(error(REQUEST_FAILED, message, None));
                 }
+                change => crate::soar::edits::apply(&new, change).map_err(|e| {
+                    let message = format!("The model's edit of {rel} does not apply ({e}); nothing was changed.");
+                    error(REQUEST_FAILED, message, None)
+                })?,
             };
         }
         if rel.ends_with(".py") && parse_errors(&new) && !old.as_deref().is_some_and(parse_errors) {
@@ -393,23 +395,6 @@ fn file_changes(session: &Session, ctx: &Context, r: &SoarResponse) -> jsonrpc::
         out.push(FileChange { rel: rel.to_owned(), uri, version, old, new });
     }
     Ok(out)
-}
-
-/// Lines `start..=end` (0-based) of `text` replaced by `new_text` (which ends its last line).
-fn replace_lines(text: &str, start: u32, end: u32, new_text: &str) -> String {
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let (start, end) = (start as usize, (end as usize + 1).min(lines.len()));
-    let mut out: String = lines[..start.min(lines.len())].concat();
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(new_text);
-    let rest = &lines[end.max(start).min(lines.len())..];
-    if !rest.is_empty() && !new_text.is_empty() && !new_text.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(&rest.concat());
-    out
 }
 
 /// `addition` after `text`, one blank line between.
@@ -543,14 +528,6 @@ async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replacing_lines_keeps_the_rest() {
-        let text = "a\nb\nc\nd\n";
-        assert_eq!(replace_lines(text, 1, 2, "B\nC\nX\n"), "a\nB\nC\nX\nd\n");
-        assert_eq!(replace_lines(text, 1, 1, "B"), "a\nB\nc\nd\n");
-        assert_eq!(replace_lines(text, 3, 3, "D\n"), "a\nb\nc\nD\n");
-    }
 
     #[test]
     fn appended_tests_follow_two_blank_lines() {

@@ -157,7 +157,6 @@ fn progress_cancel_stops_an_ask() {
 }
 
 #[test]
-#[ignore = "needs soar::edits::validate from branch soar-edits; the stand-in on main drops every edit"]
 fn document_command_sends_one_apply_edit_with_the_docstring() {
     let ws = shop();
     let llm = FakeLlm::start(Mode::Answer, replies());
