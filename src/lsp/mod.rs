@@ -1,8 +1,8 @@
 //! The LSP edge: the only module that sees protocol types, JSON-RPC or position encodings.
 //!
 //! `aurora lsp` serves the Language Server Protocol on stdin/stdout (spec/lsp.md): background
-//! indexing of every workspace folder, text sync into the store, file watching, `aurora/search`,
-//! `aurora/status` and `workspace/symbol`. Logs go to stderr only; stdout carries frames.
+//! indexing of every workspace folder, text sync into the store, file watching, `aurora/ask` and
+//! the SOAR commands (through `soar`), `aurora/search`, `aurora/status` and `workspace/symbol`. Logs go to stderr only; stdout carries frames.
 
 pub(crate) use tower_lsp_server::ls_types as lsp;
 

@@ -12,6 +12,8 @@ use super::{Setup, TestServer, file_uri};
 use crate::support::Workspace;
 
 const ANSWER: &str = "Configuration is loaded by `load_config` [c1].";
+const TESTS_PY: &str =
+    "from app.main import main\n\n\ndef test_main_returns_settings():\n    assert main() is not None\n";
 const DOCSTRING: &str = "    \"\"\"Load the shop settings and return them.\"\"\"\n";
 
 /// Replies for every role: the answer cites `load_config`, reviews pass, the documentation agent
@@ -42,6 +44,10 @@ fn replies() -> Replies {
                 "summary": "Added a docstring to `main`.", "citations": [], "confidence": 0.8, "open_questions": [],
                 "edits": [{"kind": "replace", "file": "app/main.py", "start_line": 4, "end_line": 4,
                            "new_text": format!("def main():\n{DOCSTRING}"), "description": "docstring for main"}]
+            }),
+            "agent.test-writer" => json!({
+                "summary": "Tests for `main`.", "citations": [], "confidence": 0.8, "open_questions": [],
+                "edits": [{"kind": "create", "file": "tests/test_main.py", "new_text": TESTS_PY, "description": "tests"}]
             }),
             _ => json!({
                 "summary": "`load_config` reads the TOML file [c1].", "citations": cite, "edits": [],
@@ -269,5 +275,75 @@ fn explain_command_writes_and_shows_an_answer_file() {
     let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
     let text = std::fs::read_to_string(file).unwrap();
     assert!(text.contains("## Sources") && text.contains("(../../app/config.py#L12)"), "{text}");
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn asks_beyond_the_queue_are_too_many_requests_and_waiting_ones_say_so() {
+    let ws = shop();
+    let llm = FakeLlm::start(Mode::Hang, replies());
+    let mut server = start(&ws, &llm);
+    // Two run (the model hangs), eight wait in the queue.
+    let ids: Vec<i64> = (0..10)
+        .map(|i| {
+            server.send(
+                "aurora/ask",
+                json!({ "question": "Where is the config loaded?", "workDoneToken": format!("q-{i}") }),
+            )
+        })
+        .collect();
+    assert!(llm.received(2), "two asks reached the model");
+    server.poll("eight queued asks", |s| {
+        let status = s.request("aurora/status", json!({})).ok()?;
+        (status["queuedRequests"] == 8 && status["activeRequests"] == 2).then_some(())
+    });
+    let e = server.request("aurora/ask", json!({ "question": "one more" })).expect_err("the queue is full");
+    assert_eq!(e["code"], -33006, "{e}");
+    assert_eq!(e["message"], "Aurora is already working on 10 requests; wait for one to finish or cancel it.");
+    let waiting = server.wait_notification("a queued ask's progress", |n| {
+        n["method"] == "$/progress"
+            && n["params"]["value"]["kind"] == "begin"
+            && n["params"]["value"]["message"] == "Waiting for another Aurora request to finish"
+    });
+    assert_eq!(waiting["params"]["value"]["percentage"], 0);
+    for id in &ids {
+        server.notify("$/cancelRequest", json!({ "id": id }));
+    }
+    for id in ids {
+        assert_eq!(server.response(id).expect_err("cancelled")["code"], -32800);
+    }
+    assert_eq!(llm.roles().len(), 2, "queued asks never reached the model: {:?}", llm.roles());
+    assert!(server.shutdown().success());
+}
+
+#[test]
+fn tests_command_creates_the_test_file() {
+    let ws = shop();
+    let llm = FakeLlm::start(Mode::Answer, replies());
+    let mut server = start(&ws, &llm);
+    let uri = file_uri(&ws.path("app/main.py"));
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "python", "version": 2, "text": MAIN_PY } }),
+    );
+    let args = json!({ "textDocument": { "uri": uri, "version": 2 },
+                       "range": { "start": { "line": 3, "character": 0 }, "end": { "line": 6, "character": 0 } } });
+    let result = server
+        .request("workspace/executeCommand", json!({ "command": "aurora.tests", "arguments": [args] }))
+        .unwrap_or_else(|e| panic!("the command failed: {e}\nroles: {:?}", llm.roles()));
+    assert_eq!(result["applied"], true, "{result:#}");
+    let test_uri = format!("{}/tests/test_main.py", file_uri(&ws.root()));
+    assert_eq!(result["files"], json!([test_uri]));
+    let edits = server.server_requests("workspace/applyEdit");
+    assert_eq!(edits.len(), 1);
+    assert_eq!(
+        edits[0]["params"]["edit"]["documentChanges"],
+        json!([
+            { "kind": "create", "uri": test_uri },
+            { "textDocument": { "uri": test_uri, "version": null },
+              "edits": [{ "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 0 } },
+                          "newText": TESTS_PY }] }
+        ])
+    );
     assert!(server.shutdown().success());
 }
