@@ -347,3 +347,19 @@ fn tests_command_creates_the_test_file() {
     );
     assert!(server.shutdown().success());
 }
+
+#[test]
+fn a_provider_without_its_key_is_llm_unavailable() {
+    let ws = shop();
+    let llm = FakeLlm::start(Mode::Answer, replies());
+    let root = ws.root();
+    // The key's variable is not set in the server's environment.
+    let (mut server, _) =
+        TestServer::start(Setup { root: Some(&root), init_options: llm.settings(), ..Setup::default() });
+    server.wait_indexed();
+    let e = server.request("aurora/ask", json!({ "question": "Where is the config loaded?" })).expect_err("no key");
+    assert_eq!(e["code"], -33002, "{e}");
+    assert!(e["message"].as_str().unwrap().contains(super::fake_llm::KEY_ENV), "{e}");
+    assert!(llm.roles().is_empty());
+    assert!(server.shutdown().success());
+}
