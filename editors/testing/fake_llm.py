@@ -20,6 +20,7 @@ Nothing here ever connects anywhere: it only answers on loopback.
 import argparse
 import json
 import os
+import random
 import re
 import sys
 import threading
@@ -31,7 +32,8 @@ ANSWER_SENTENCE = "The fake model found the answer in the indexed code."
 # The docstring the fake writes when asked to document code; tests look for it in the edited buffer.
 DOCSTRING = "Documented by the fake model."
 
-STATE = {"chunk_delay_ms": 20, "requests": [], "lock": threading.Lock(), "log": None}
+STATE = {"chunk_delay_ms": 20, "requests": [], "lock": threading.Lock(), "log": None, "latency_ms": 0,
+         "fail_rate": 0.0, "keep_requests": True}
 
 # `app/config.py:18-21`, `app/config.py:L18-L21`, `app/config.py#L18`, `app/config.py lines 18-21`.
 LOCATION_RE = re.compile(r"([A-Za-z0-9_./-]+\.pyi?)(?::L?|#L| \(?lines? )(\d+)(?:\s*[-–]\s*L?(\d+))?")
@@ -343,9 +345,27 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"chunkDelayMs": STATE["chunk_delay_ms"]})
         if not self.path.rstrip("/").endswith("/chat/completions"):
             return self._json(404, {"error": {"message": f"no route {self.path}"}})
-        record = {"path": self.path, "body": body, "completed": False, "disconnected": False}
+        record = {"path": self.path, "body": body if STATE["keep_requests"] else None, "completed": False,
+                  "disconnected": False}
         with STATE["lock"]:
             STATE["requests"].append(record)
+        if STATE["latency_ms"]:
+            time.sleep(random.uniform(0, STATE["latency_ms"]) / 1000)
+        if STATE["fail_rate"] and random.random() < STATE["fail_rate"]:
+            # Injected failures, as real providers send them.
+            if random.random() < 0.5:
+                self.send_response(429)
+                self.send_header("Retry-After", "0")
+                data = json.dumps({"error": {"message": "rate limited (injected)", "type": "rate_limit"}}).encode()
+            else:
+                self.send_response(500)
+                data = json.dumps({"error": {"message": "server error (injected)", "type": "server_error"}}).encode()
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            record["completed"] = True
+            return
         text = reply_for(body)
         model = body.get("model", "fake")
         usage = {"prompt_tokens": max(1, len(prompt_text(body)) // 4), "completion_tokens": max(1, len(text) // 4)}
@@ -390,9 +410,15 @@ def main():
     parser.add_argument("--port-file")
     parser.add_argument("--chunk-delay-ms", type=int, default=20)
     parser.add_argument("--log", help="append one line per HTTP request to this file")
+    parser.add_argument("--latency-ms", type=int, default=0, help="random delay up to this before each reply")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="share of replies that are 429 or 500")
+    parser.add_argument("--forget-bodies", action="store_true", help="keep no request bodies (long soaks)")
     parser.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when the parent closes stdin")
     args = parser.parse_args()
     STATE["chunk_delay_ms"] = args.chunk_delay_ms
+    STATE["latency_ms"] = args.latency_ms
+    STATE["fail_rate"] = args.fail_rate
+    STATE["keep_requests"] = not args.forget_bodies
     if args.log:
         STATE["log"] = open(args.log, "a", encoding="utf-8")
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)

@@ -6,7 +6,8 @@
 
 pub(crate) use tower_lsp_server::ls_types as lsp;
 
-pub(crate) mod convert;
+#[doc(hidden)]
+pub mod convert;
 pub(crate) mod documents;
 pub(crate) mod handlers;
 pub(crate) mod jobs;

@@ -1,0 +1,1 @@
+"""A tiny shop: the demo workspace for `aurora index` and `aurora search`."""
