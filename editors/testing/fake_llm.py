@@ -313,11 +313,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _json(self, status, value):
         data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client cancelled and closed the connection: expected
 
     def _body(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -363,7 +366,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                record["disconnected"] = True
             record["completed"] = True
             return
         text = reply_for(body)

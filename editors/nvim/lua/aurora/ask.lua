@@ -164,7 +164,11 @@ local function set_keys(answer)
   end, opts)
 end
 
---- Cancels the request behind `answer` (`$/cancelRequest`); the server answers RequestCancelled.
+local finish
+
+--- Cancels the request behind `answer` (`$/cancelRequest`). The server stops the work and answers
+--- RequestCancelled, but Neovim's RPC layer swallows that answer (it never reaches the callback), so
+--- the view is finished here; a result that raced the cancellation is ignored.
 function M.cancel(answer)
   if answer.done or not answer.request_id then
     return
@@ -174,6 +178,7 @@ function M.cancel(answer)
     answer.cancelling = true
     render_streaming(answer)
     client_mod.cancel(client, answer.request_id)
+    finish(answer, { code = REQUEST_CANCELLED, message = "Cancelled." }, nil, client)
   end
 end
 
@@ -197,7 +202,10 @@ local function citations_to_quickfix(answer, result, enc)
   end
 end
 
-local function finish(answer, err, result, client)
+finish = function(answer, err, result, client)
+  if answer.done then
+    return -- already finished (cancelled while the result was on its way)
+  end
   answer.done = true
   answer.elapsed_ms = (vim.loop.hrtime() - answer.started) / 1e6
   client_mod.state.tokens[answer.work_token] = nil
