@@ -99,10 +99,7 @@ pub fn index(req: &IndexRequest<'_>, progress: &Progress) -> Result<IndexStats, 
     let mut stats = index_with_writer(req, progress, &writer)?;
     let written = writer.finish()?;
     if let Some(e) = &written.first_error {
-        return Err(IndexError::Store(StoreError::WriterGone(format!(
-            "{} batch(es) rolled back, first error: {e}",
-            written.failed_batches
-        ))));
+        return Err(IndexError::Store(StoreError::WriterGone(rolled_back(written.failed_batches, e, req.store))));
     }
     stats.store_bytes = req.store.size_bytes();
     Ok(stats)
@@ -249,9 +246,10 @@ pub fn index_with_writer(
     if written.failed_batches > before.failed_batches
         && let Some(e) = &written.first_error
     {
-        return Err(IndexError::Store(StoreError::WriterGone(format!(
-            "{} batch(es) rolled back, first error: {e}",
-            written.failed_batches - before.failed_batches
+        return Err(IndexError::Store(StoreError::WriterGone(rolled_back(
+            written.failed_batches - before.failed_batches,
+            e,
+            req.store,
         ))));
     }
 
@@ -284,6 +282,21 @@ pub fn index_with_writer(
         stats.timings_ms.total
     );
     Ok(stats)
+}
+
+/// The error of a pass whose writes failed: what failed, that nothing is lost, and what to do.
+fn rolled_back(batches: u64, error: &str, store: &StorePath) -> String {
+    let lower = error.to_ascii_lowercase();
+    let hint = if lower.contains("full") || lower.contains("i/o") || lower.contains("disk") {
+        format!(
+            "; the store kept everything committed before (it is consistent) — if the disk is full, free space \
+             where {} lives and index again: the next pass resumes from there",
+            store.db.display()
+        )
+    } else {
+        "; the store kept everything committed before (it is consistent); index again to retry".to_owned()
+    };
+    format!("{batches} batch(es) rolled back, first error: {error}{hint}")
 }
 
 /// Whether `privacy.denyGlobs` denies `path` (relative), with the compiled list cached per thread.

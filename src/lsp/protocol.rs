@@ -132,6 +132,8 @@ pub struct LlmStatus {
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_latency_ms: Option<u64>,
 }
 
 /// This month's LLM spend against the caps (0 = no limit).

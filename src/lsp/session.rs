@@ -236,11 +236,30 @@ pub(crate) struct Session {
     pub shutdown_requested: AtomicBool,
     /// Long jobs: slots, queue and cancellation by progress token.
     pub jobs: Arc<Jobs>,
+    /// What the last model calls said about the provider (spec/lsp.md §4.4 `llm.state`).
+    pub llm_health: Mutex<LlmHealth>,
+}
+
+/// The provider's health as the last questions saw it; `configured` until a call was made.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LlmHealth {
+    /// `configured`, `ready`, `keyMissing`, `unreachable` or `failing`.
+    pub state: &'static str,
+    pub message: Option<String>,
+    pub last_latency_ms: Option<u64>,
+}
+
+impl LlmHealth {
+    /// The provider cannot be used right now (search still works).
+    pub fn unavailable(&self) -> bool {
+        matches!(self.state, "keyMissing" | "unreachable" | "failing")
+    }
 }
 
 impl Session {
     pub fn new(client: Client) -> Session {
         Session {
+            llm_health: Mutex::new(LlmHealth { state: "configured", ..LlmHealth::default() }),
             client,
             encoding: OnceLock::new(),
             config: RwLock::new(Arc::new(Config::default())),
@@ -330,8 +349,42 @@ impl Session {
             "editor settings".into(),
         ];
         let changed = *self.config() != loaded.config;
+        if self.config().llm != loaded.config.llm {
+            // Another provider, model or key: what the old one did says nothing about it.
+            *lock(&self.llm_health) = LlmHealth { state: "configured", ..LlmHealth::default() };
+        }
         self.set_config(loaded.config);
         changed
+    }
+
+    /// Records what a SOAR run said about the provider: a model failure, or calls that succeeded.
+    pub fn note_llm(&self, result: &Result<crate::soar::SoarResponse, crate::soar::SoarError>) {
+        let Ok(r) = result else { return };
+        let mut health = lock(&self.llm_health);
+        match &r.metadata.llm_failure {
+            Some(f) => {
+                health.state = match f.kind {
+                    crate::soar::error::LlmFailureKind::Unavailable if f.message.contains("not set") => "keyMissing",
+                    crate::soar::error::LlmFailureKind::Unavailable => "unreachable",
+                    _ => "failing",
+                };
+                health.message = Some(f.message.clone());
+            }
+            None if r.metadata.usage.calls > 0 => {
+                health.state = "ready";
+                health.message = None;
+                health.last_latency_ms =
+                    Some((r.metadata.total_duration_ms / f64::from(r.metadata.usage.calls.max(1))) as u64);
+            }
+            None => {}
+        }
+    }
+
+    /// Records that the provider could not even be set up (e.g. its key variable is unset).
+    pub fn note_llm_unusable(&self, message: &str) {
+        let mut health = lock(&self.llm_health);
+        health.state = if message.contains("not set") { "keyMissing" } else { "unreachable" };
+        health.message = Some(message.to_owned());
     }
 
     /// Pulls the `aurora` section with `workspace/configuration` into the editor-settings layer.

@@ -286,3 +286,22 @@ async fn ask_answers_with_citations_through_an_openai_compatible_server() {
     let rows: i64 = ws.conn().query_row("SELECT count(*) FROM conversations", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 1, "the conversation was logged");
 }
+
+#[test]
+fn a_full_disk_stops_the_index_with_a_clear_error_and_the_next_run_completes() {
+    let ws = big_workspace(300);
+    let mut cmd = Command::new(aurora_bin());
+    cmd.args(["index", "."]).current_dir(ws.root());
+    crate::lsp::limit_file_size(&mut cmd, 300 * 1024);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("rolled back") && err.contains("if the disk is full, free space"), "{err}");
+    let integrity: String = ws.conn().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let (ok, out, err) = aurora(&["index", "."], &ws.root());
+    assert!(ok, "{err}");
+    assert!(out.contains("300 files"), "{out}");
+    let files: i64 = ws.conn().query_row("SELECT count(*) FROM files WHERE status = 'ok'", [], |r| r.get(0)).unwrap();
+    assert_eq!(files, 300);
+}

@@ -292,7 +292,10 @@ where
     let (s, f) = (session.clone(), folder.clone());
     let pipeline = match tokio::task::spawn_blocking(move || crate::lsp::soar::pipeline(&s, &f)).await {
         Ok(Ok(p)) => p,
-        Ok(Err(message)) => return end(work, Err(error(LLM_UNAVAILABLE, message, None))).await,
+        Ok(Err(message)) => {
+            session.note_llm_unusable(&message);
+            return end(work, Err(error(LLM_UNAVAILABLE, message, None))).await;
+        }
         Err(e) => {
             tracing::error!("{}: building the pipeline: {e}", job.method);
             return end(work, Err(internal_error(job.method))).await;
@@ -312,6 +315,7 @@ where
     while let Ok(event) = rx.try_recv() {
         forward(&client, &mut work, job.partial.as_ref(), event).await;
     }
+    session.note_llm(&result);
     let config = session.config();
     let outcome = match result {
         Ok(r) => match &r.metadata.llm_failure {

@@ -64,13 +64,16 @@ fn build(session: &Session) -> StatusResult {
             model: None,
             state: "notConfigured",
             message: Some("To ask questions, set aurora.llm.provider.".into()),
+            last_latency_ms: None,
         }
     } else {
+        let health = session.llm_health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         LlmStatus {
             provider: llm.provider.name().into(),
             model: (!llm.model.is_empty()).then(|| llm.model.clone()),
-            state: "configured",
-            message: None,
+            state: health.state,
+            message: health.message,
+            last_latency_ms: health.last_latency_ms,
         }
     };
     let problems: Vec<ConfigProblem> = session
@@ -132,11 +135,12 @@ fn build(session: &Session) -> StatusResult {
 const STATES: [&str; 5] = ["starting", "indexing", "ready", "degraded", "error"];
 
 /// Reasons that make the server `degraded`, in the order their messages take precedence.
-const DEGRADING: [(&str, &str); 5] = [
+const DEGRADING: [(&str, &str); 6] = [
     ("storeError", "Index error; see Aurora status"),
     ("storeReadOnly", "Read-only: another Aurora server indexes this folder"),
     ("configInvalid", "Configuration problems; see Aurora status"),
     ("watcherDegraded", "File watcher degraded; see Aurora status"),
+    ("llmUnavailable", "LLM unavailable: search still works"),
     ("llmNotConfigured", "Search only: no LLM configured"),
 ];
 
@@ -172,6 +176,8 @@ pub(crate) fn summary(session: &Session) -> DidChangeStatus {
     }
     if session.config().llm.provider == ProviderKind::None {
         reasons.push("llmNotConfigured");
+    } else if session.llm_health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).unavailable() {
+        reasons.push("llmUnavailable");
     }
     reasons.sort_by_key(|r| DEGRADING.iter().position(|(d, _)| d == r).unwrap_or(DEGRADING.len()));
     reasons.dedup();

@@ -363,3 +363,34 @@ fn a_provider_without_its_key_is_llm_unavailable() {
     assert!(llm.roles().is_empty());
     assert!(server.shutdown().success());
 }
+
+#[test]
+fn a_provider_that_is_down_degrades_the_status_and_search_still_works() {
+    let ws = shop();
+    let root = ws.root();
+    // A port nobody listens on: the provider is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let settings = json!({ "llm": {
+        "provider": "openai", "model": "gpt-4o-mini", "baseUrl": format!("http://127.0.0.1:{port}/v1"),
+        "apiKeyEnv": super::fake_llm::KEY_ENV, "maxRetries": 0,
+        "timeouts": { "connectMs": 500, "requestMs": 2000, "idleMs": 2000 }
+    } });
+    let (mut server, _) =
+        TestServer::start(Setup { root: Some(&root), init_options: settings, env: FakeLlm::env(), ..Setup::default() });
+    server.wait_indexed();
+    let status = server.request("aurora/status", json!({})).unwrap();
+    assert_eq!(status["llm"]["state"], "configured");
+    let e = server.request("aurora/ask", json!({ "question": "Where is the config loaded?" })).expect_err("down");
+    assert_eq!(e["code"], -33002, "{e}");
+    let status = server.request("aurora/status", json!({})).unwrap();
+    assert_eq!(status["llm"]["state"], "unreachable", "{status}");
+    assert!(status["llm"]["message"].as_str().unwrap_or_default().contains("cannot reach"), "{status}");
+    server.wait_notification("a degraded status naming the provider", |n| {
+        n["method"] == "aurora/didChangeStatus"
+            && n["params"]["state"] == "degraded"
+            && n["params"]["reasons"].as_array().is_some_and(|r| r.iter().any(|x| x == "llmUnavailable"))
+    });
+    let found = server.request("aurora/search", json!({ "query": "load_config" })).unwrap();
+    assert!(found["results"].as_array().is_some_and(|r| !r.is_empty()), "search works without the provider: {found}");
+    assert!(server.shutdown().success());
+}

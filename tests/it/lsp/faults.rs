@@ -63,3 +63,48 @@ fn a_damaged_store_is_set_aside_and_rebuilt() {
     assert_eq!(integrity, "ok");
     assert!(server.shutdown().success());
 }
+
+fn many_files(n: usize) -> Workspace {
+    let ws = Workspace::new(&[]);
+    for i in 0..n {
+        let mut text = format!("\"\"\"Module {i}.\"\"\"\n");
+        for j in 0..20 {
+            text.push_str(&format!(
+                "def handler_{i}_{j}(value):\n    \"\"\"Handle {i} {j}.\"\"\"\n    return value + {j}\n\n"
+            ));
+        }
+        ws.write(&format!("pkg/mod_{i}.py", i = i), &text);
+    }
+    ws
+}
+
+#[test]
+fn a_full_disk_fails_indexing_clearly_and_a_reindex_resumes_when_space_returns() {
+    let ws = many_files(300);
+    let root = ws.root();
+    let (mut server, _) =
+        TestServer::start(Setup { root: Some(&root), file_size_limit: Some(300 * 1024), ..Setup::default() });
+    let end = server.wait_notification("indexing to fail", |n| {
+        n["method"] == "$/progress" && n["params"]["value"]["kind"] == "end"
+    });
+    let message = end["params"]["value"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("Indexing failed"), "{message}");
+    assert!(message.contains("if the disk is full, free space"), "{message}");
+    let status = server.request("aurora/status", serde_json::json!({})).unwrap();
+    assert_eq!(status["folders"][0]["state"], "error", "{status}");
+    // What was committed before the disk filled is intact.
+    let integrity: String = ws.conn().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    // Space returns; the next pass completes.
+    super::lift_file_size_limit(server.pid());
+    let reindex = server
+        .request("workspace/executeCommand", serde_json::json!({"command": "aurora.reindex", "arguments": [{}]}))
+        .unwrap();
+    assert!(reindex.to_string().contains("300"), "{reindex}");
+    server.poll("the last module to be searchable", |s| finds(s, "handler_299_7"));
+    let status = server.request("aurora/status", serde_json::json!({})).unwrap();
+    assert_eq!(status["folders"][0]["state"], "ready", "{status}");
+    let files: i64 = ws.conn().query_row("SELECT count(*) FROM files WHERE status = 'ok'", [], |r| r.get(0)).unwrap();
+    assert_eq!(files, 300);
+    assert!(server.shutdown().success());
+}

@@ -56,6 +56,8 @@ pub struct Setup<'a> {
     pub process_id: Option<u32>,
     /// Extra environment variables of the server process (an API key for a fake provider).
     pub env: Vec<(&'static str, String)>,
+    /// `RLIMIT_FSIZE` of the server process (SIGXFSZ ignored, so writes past it fail like a full disk).
+    pub file_size_limit: Option<u64>,
 }
 
 impl Default for Setup<'_> {
@@ -67,8 +69,33 @@ impl Default for Setup<'_> {
             work_done_progress: true,
             process_id: None,
             env: Vec::new(),
+            file_size_limit: None,
         }
     }
+}
+
+/// Makes writes of the child past `limit` bytes per file fail with EFBIG, as on a full disk.
+pub fn limit_file_size(cmd: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit { rlim_cur: limit, rlim_max: libc::RLIM_INFINITY };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+}
+
+/// Lifts the file-size limit of a running process: space "returns".
+pub fn lift_file_size_limit(pid: u32) {
+    let rl = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain values; `pid` is our child.
+    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &rl, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
 }
 
 pub fn file_uri(path: &Path) -> String {
@@ -95,16 +122,18 @@ impl TestServer {
     /// Spawns the server, sends `initialize` and `initialized`; returns it with the init result.
     pub fn start(setup: Setup<'_>) -> (TestServer, Value) {
         let config_home = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aurora"))
-            .arg("lsp")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aurora"));
+        cmd.arg("lsp")
             .env("XDG_CONFIG_HOME", config_home.path())
             .env("AURORA_LOG", "aurora=debug")
             .envs(setup.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("aurora lsp starts");
+            .stderr(Stdio::piped());
+        if let Some(limit) = setup.file_size_limit {
+            limit_file_size(&mut cmd, limit);
+        }
+        let mut child = cmd.spawn().expect("aurora lsp starts");
         let stdin = Arc::new(Mutex::new(child.stdin.take().expect("piped stdin")));
         let inbox: Arc<(Mutex<Inbox>, Condvar)> = Arc::default();
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -285,6 +314,11 @@ impl TestServer {
     }
 
     /// `shutdown`, `exit`, and the exit status; checks every frame and every response count.
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn shutdown(mut self) -> ExitStatus {
         let result = self.request("shutdown", Value::Null);
         assert_eq!(result, Ok(Value::Null), "shutdown answers null");
