@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut parser = python::new_parser();
     let opts = python::ChunkOptions::default();
-    let Some(file) = python::chunk_file(&mut parser, "pkg/mod.py", &text, &opts) else { return };
+    let Ok(file) = python::chunk_file(&mut parser, "pkg/mod.py", &text, &opts) else { return };
     for c in &file.chunks {
         assert!(c.bytes.start <= c.bytes.end && c.bytes.end <= text.len(), "{:?}", c.bytes);
         assert!(c.start_line <= c.def_line && c.def_line <= c.end_line, "{c:?}");

@@ -50,6 +50,8 @@ pub struct Run {
     pub query: String,
     pub query_id: String,
     pub conversation_id: String,
+    /// The last turns of the conversation this question continues, as prompt text ("" for a new one).
+    pub history: String,
     pub editor: Option<EditorContext>,
     pub cancel: CancellationToken,
     pub started_ms: i64,
@@ -154,11 +156,24 @@ impl Pipeline {
         }
         let started_ms = crate::store::now_ms();
         let query_id = format!("soar-{started_ms}-{:06x}", fastrand::u32(..0x100_0000));
-        let conversation_id = req
-            .conversation_id
-            .clone()
-            .filter(|c| !c.trim().is_empty())
-            .unwrap_or_else(|| format!("conv-{started_ms}-{:06x}", fastrand::u32(..0x100_0000)));
+        let new_conversation = || format!("conv-{started_ms}-{:06x}", fastrand::u32(..0x100_0000));
+        let asked = req.conversation_id.clone().filter(|c| !c.trim().is_empty());
+        let turns = match &asked {
+            Some(id) => {
+                let id = id.clone();
+                self.ws
+                    .read(move |r| crate::store::soar::conversation_turns(r.connection(), &id, 5))
+                    .await
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let unknown_conversation = asked.is_some() && turns.is_empty();
+        let conversation_id = match asked {
+            Some(id) if !turns.is_empty() => id,
+            _ => new_conversation(),
+        };
+        let history = history_text(&turns);
         let token = cancel.child_token();
         let deadline_hit = Arc::new(AtomicBool::new(false));
         let _deadline = {
@@ -184,6 +199,7 @@ impl Pipeline {
             query,
             query_id,
             conversation_id,
+            history,
             editor: req.editor.clone(),
             cancel: token,
             started_ms,
@@ -194,6 +210,9 @@ impl Pipeline {
             warnings: Mutex::new(Vec::new()),
             deadline_hit,
         };
+        if unknown_conversation {
+            run.warn("conversationNotFound", "the conversation was not found; this question starts a new one");
+        }
         run.progress(PhaseKey::Assess, "Thinking…".into(), 0);
         let result = self.run_phases(&run, &req).await;
         if let Some(llm) = &self.llm
@@ -775,7 +794,11 @@ impl Pipeline {
                 model: ModelRole::Reasoning,
                 params: cfg.llm_params.decompose.clone(),
                 system: prompts::DECOMPOSE.text.into(),
-                user: decompose::user_prompt(cfg, &run.query, level, rc, registry, feedback.as_ref()),
+                user: format!(
+                    "{}{}",
+                    run.history,
+                    decompose::user_prompt(cfg, &run.query, level, rc, registry, feedback.as_ref())
+                ),
                 attempt,
             };
             let raw = run.calls.json::<RawPlan>(&spec, false, &run.cancel).await;
@@ -1064,6 +1087,19 @@ fn no_llm_answer(chunks: &[ContextChunk]) -> String {
         return format!("{head}\n\nNo indexed code matched the question.");
     }
     format!("{head}\n\nThe most relevant locations for your question:\n{}", locations(chunks))
+}
+
+/// Earlier turns as prompt text: question and the start of each answer, oldest first.
+fn history_text(turns: &[(String, String)]) -> String {
+    if turns.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("Earlier in this conversation (oldest first):\n");
+    for (q, a) in turns {
+        let a: String = a.chars().take(600).collect();
+        out.push_str(&format!("Q: {q}\nA: {a}\n\n"));
+    }
+    out
 }
 
 /// The label of a code action, for front-ends.

@@ -258,7 +258,8 @@ pub async fn synthesize(
     run.shown.add(&sources);
     let had_sources = !sources.is_empty();
     let base = format!(
-        "User question: {}\n\nPlan goal: {}\n\n{}\nSource code of the cited chunks:\n{}\n{}\n",
+        "{}User question: {}\n\nPlan goal: {}\n\n{}\nSource code of the cited chunks:\n{}\n{}\n",
+        run.history,
         run.query,
         plan.goal,
         agent_results(plan, collect),
@@ -442,7 +443,8 @@ pub async fn simple_answer(run: &Run, chunks: &[ContextChunk]) -> Result<Synthes
     let cfg = &run.config.soar;
     run.shown.add(chunks);
     let user = format!(
-        "Question: {}\n\nCode context:\n{}\n{}\n",
+        "{}Question: {}\n\nCode context:\n{}\n{}\n",
+        run.history,
         run.query,
         prompts::render_context(chunks, chunks.len(), cfg.context.max_chunk_lines),
         CITATION_RULES

@@ -810,3 +810,36 @@ async fn critical_questions_take_up_to_six_subgoals_under_adversarial_review() {
     assert_eq!(collect["waves"][0]["subgoals"], json!([0, 1, 2, 3, 4]));
     assert_eq!(collect["stats"]["maxParallel"], 4, "soar.agents.maxConcurrent caps a wave");
 }
+
+#[tokio::test]
+async fn a_follow_up_sees_the_earlier_turns_and_an_unknown_conversation_starts_anew() {
+    let f = Fixture::new();
+    let check = f.chunk("check_token");
+    let first = answer("Tokens are checked by `check_token` [c1].", &[("c1", &check)], &[]);
+    let s = Arc::new(ScriptedLlm::new().on("soar.simpleAnswer", Reply::json(first)));
+    let r1 = f.ask(&s, "where is check_token").await;
+    let conversation = r1.metadata.conversation_id.clone();
+    let follow = answer("It compares `expires_at` [c1].", &[("c1", &check)], &[]);
+    let s = Arc::new(ScriptedLlm::new().on("soar.simpleAnswer", Reply::json(follow)));
+    let req = SoarRequest {
+        conversation_id: Some(conversation.clone()),
+        ..SoarRequest::ask("what does check_token compare")
+    };
+    let (r2, _) = f.run_with(Some(Fixture::llm(&s)), req).await;
+    let r2 = r2.unwrap();
+    assert_eq!(r2.metadata.conversation_id, conversation);
+    let prompt = user_text(&s.requests()[0]);
+    assert!(
+        prompt.starts_with(
+            "Earlier in this conversation (oldest first):\nQ: where is check_token\nA: Tokens are checked"
+        ),
+        "{prompt}"
+    );
+    let s = Arc::new(ScriptedLlm::new().on("soar.simpleAnswer", Reply::json(answer("x", &[], &[]))));
+    let req = SoarRequest { conversation_id: Some("conv-unknown".into()), ..SoarRequest::ask("where is check_token") };
+    let (r3, _) = f.run_with(Some(Fixture::llm(&s)), req).await;
+    let r3 = r3.unwrap();
+    assert_ne!(r3.metadata.conversation_id, "conv-unknown");
+    assert!(r3.metadata.warnings.iter().any(|w| w.code == "conversationNotFound"));
+    assert!(!user_text(&s.requests()[0]).contains("Earlier in this conversation"));
+}
