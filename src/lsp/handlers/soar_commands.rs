@@ -301,7 +301,8 @@ async fn edit(
     let s = session.clone();
     let folder = ctx.folder.clone();
     ask::run(session, folder, req, job, move |response, cancel| async move {
-        let result = apply(&s, &ctx, uri, expected, label, &response, &cancel).await?;
+        let tests = kind == DirectedKind::Tests;
+        let result = apply(&s, &ctx, uri, expected, label, tests, &response, &cancel).await?;
         let message = if result.applied {
             format!("{} ({})", result.label, ask::answered(&response).replace("Answered in", "done in"))
         } else {
@@ -342,12 +343,38 @@ struct FileChange {
 
 /// The proposed edits as whole-file changes, checked to parse; edits of one file apply bottom-up
 /// (their line numbers refer to the text the model saw).
-fn file_changes(session: &Session, ctx: &Context, r: &SoarResponse) -> jsonrpc::Result<Vec<FileChange>> {
+/// Where tests of `module` go (spec/lsp.md §5.4): `tests/test_<module>.py` when the folder has a
+/// `tests/` directory, else `test_<module>.py` beside the module.
+fn tests_path(root: &Path, module: &str) -> String {
+    let (dir, file) = module.rsplit_once('/').unwrap_or(("", module));
+    let stem = file.strip_suffix(".py").or_else(|| file.strip_suffix(".pyi")).unwrap_or(file);
+    if root.join("tests").is_dir() {
+        format!("tests/test_{stem}.py")
+    } else if dir.is_empty() {
+        format!("test_{stem}.py")
+    } else {
+        format!("{dir}/test_{stem}.py")
+    }
+}
+
+/// The edits of a directed run by file. With `tests_for` (the module under test), new files go to
+/// the conventional test file of that module, whatever path the model chose.
+fn file_changes(
+    session: &Session,
+    ctx: &Context,
+    r: &SoarResponse,
+    tests_for: Option<&str>,
+) -> jsonrpc::Result<Vec<FileChange>> {
     let folder = &ctx.folder;
+    let tests_file = tests_for.map(|m| tests_path(&folder.root, m));
     let mut by_file: BTreeMap<&str, Vec<&EditChange>> = BTreeMap::new();
     let mut bases: BTreeMap<&str, &str> = BTreeMap::new();
     for e in &r.proposed_edits {
-        by_file.entry(e.file.as_str()).or_default().push(&e.change);
+        let file = match (&e.change, &tests_file) {
+            (EditChange::Create { .. }, Some(t)) => t.as_str(),
+            _ => e.file.as_str(),
+        };
+        by_file.entry(file).or_default().push(&e.change);
         if let Some(hash) = &e.base_content_hash {
             bases.insert(e.file.as_str(), hash.as_str());
         }
@@ -427,10 +454,12 @@ async fn apply(
     uri: lsp::Uri,
     expected: i32,
     label: String,
+    tests: bool,
     r: &SoarResponse,
     cancel: &CancellationToken,
 ) -> jsonrpc::Result<EditResult> {
     let rel = ctx.target.as_ref().map_or_else(|| uri.as_str().to_owned(), |t| t.rel.clone());
+    let tests_for = tests.then(|| rel.clone());
     let mut warnings: Vec<Warning> = ctx.warnings.clone();
     warnings.extend(r.metadata.warnings.iter().map(|w| Warning { code: w.code.clone(), message: w.message.clone() }));
     let result =
@@ -452,7 +481,8 @@ async fn apply(
         return Ok(result(false, Some(why.into()), Vec::new(), warnings));
     }
     let (s, c, resp) = (session.clone(), ctx.clone(), r.clone());
-    let files = super::blocking("workspace/executeCommand", move || file_changes(&s, &c, &resp)).await?;
+    let files =
+        super::blocking("workspace/executeCommand", move || file_changes(&s, &c, &resp, tests_for.as_deref())).await?;
     // The buffer must still be the one the job started from (steps 5 and 1).
     session.flush_all().await;
     let actual = session.documents.version(uri.as_str());
@@ -528,6 +558,15 @@ async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tests_go_to_the_tests_folder_or_beside_the_module() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(tests_path(dir.path(), "app/auth.py"), "app/test_auth.py");
+        assert_eq!(tests_path(dir.path(), "auth.py"), "test_auth.py");
+        std::fs::create_dir(dir.path().join("tests")).unwrap();
+        assert_eq!(tests_path(dir.path(), "app/auth.py"), "tests/test_auth.py");
+    }
 
     #[test]
     fn appended_tests_follow_two_blank_lines() {

@@ -332,7 +332,8 @@ fn tests_command_creates_the_test_file() {
         .request("workspace/executeCommand", json!({ "command": "aurora.tests", "arguments": [args] }))
         .unwrap_or_else(|e| panic!("the command failed: {e}\nroles: {:?}", llm.roles()));
     assert_eq!(result["applied"], true, "{result:#}");
-    let test_uri = format!("{}/tests/test_main.py", file_uri(&ws.root()));
+    // The shop has no tests/ folder: the tests go beside the module, whatever path the model chose.
+    let test_uri = format!("{}/app/test_main.py", file_uri(&ws.root()));
     assert_eq!(result["files"], json!([test_uri]));
     let edits = server.server_requests("workspace/applyEdit");
     assert_eq!(edits.len(), 1);
