@@ -10,7 +10,7 @@ const ALPHABET: &[&str] = &[
     "def ", "class ", "(", ")", ":", "\n", "    ", "x", "y = 1", "\"\"\"doc\"\"\"", "return", "@d\n", "#", "'", "é", "\t",
 ];
 
-fn shape(file: &python::ChunkedFile) -> Vec<(String, String, std::ops::Range<usize>, u32, u32, bool)> {
+fn shape(file: &aurora::index::chunk::ChunkedFile) -> Vec<(String, String, std::ops::Range<usize>, u32, u32, bool)> {
     file.chunks
         .iter()
         .map(|c| (c.kind.as_str().to_owned(), c.qualified_name.clone(), c.bytes.clone(), c.start_line, c.end_line, c.parse_partial))

@@ -448,6 +448,7 @@ fn parse_errors(text: &str) -> bool {
 }
 
 /// Builds and sends `workspace/applyEdit` for the response's edits (spec/lsp.md §5.4 steps 3–7).
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     session: &Arc<Session>,
     ctx: &Context,
