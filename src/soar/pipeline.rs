@@ -123,8 +123,8 @@ impl Run {
 enum Stop {
     /// The caller cancelled, or a cap was reached: a typed error, not an envelope.
     Error(SoarError),
-    /// The overall deadline passed.
-    TimedOut,
+    /// The overall deadline passed; the Markdown of the subgoals that completed, if any.
+    TimedOut(Option<String>),
 }
 
 /// Cancels the run token when the deadline passes; dropped with the run.
@@ -234,14 +234,14 @@ impl Pipeline {
                 let _ = respond::write_log(&run, &envelope, outcome).await;
                 Err(e)
             }
-            Err(Stop::TimedOut) => unreachable!("time-outs become envelopes inside run_phases"),
+            Err(Stop::TimedOut(_)) => unreachable!("time-outs become envelopes inside run_phases"),
         }
     }
 
     /// Turns an LLM error into a stop, when it is one (cancellation, deadline, budget).
     fn stop_of(run: &Run, e: &LlmError) -> Option<Stop> {
         match e {
-            LlmError::Cancelled if run.deadline_hit.load(Ordering::SeqCst) => Some(Stop::TimedOut),
+            LlmError::Cancelled if run.deadline_hit.load(Ordering::SeqCst) => Some(Stop::TimedOut(None)),
             LlmError::Cancelled => Some(Stop::Error(SoarError::Cancelled)),
             _ => SoarError::from_budget(e).map(Stop::Error),
         }
@@ -250,7 +250,7 @@ impl Pipeline {
     fn check_cancel(run: &Run) -> Result<(), Stop> {
         if run.cancel.is_cancelled() {
             if run.deadline_hit.load(Ordering::SeqCst) {
-                return Err(Stop::TimedOut);
+                return Err(Stop::TimedOut(None));
             }
             return Err(Stop::Error(SoarError::Cancelled));
         }
@@ -345,12 +345,16 @@ impl Pipeline {
         };
         match result {
             Ok(r) => Ok(r),
-            Err(Stop::TimedOut) => {
+            Err(Stop::TimedOut(done)) => {
                 let mut parts = Parts::new(Outcome::TimedOut, level, String::new());
                 parts.index = rc.index;
                 parts.related = rc.code.iter().map(ContextChunk::as_ref).collect();
                 parts.answer =
                     format!("Aurora ran out of time ({} s) before the answer was complete.", cfg.timeouts.overall_secs);
+                if let Some(done) = done.filter(|d| !d.is_empty()) {
+                    parts.answer.push_str("\n\nThese subgoals completed; their results are not synthesised:\n\n");
+                    parts.answer.push_str(&done);
+                }
                 Ok(respond::respond(run, parts).await)
             }
             Err(e) => Err(e),
@@ -595,7 +599,7 @@ impl Pipeline {
         );
         if run.cancel.is_cancelled() {
             if run.deadline_hit.load(Ordering::SeqCst) {
-                return Err(Stop::TimedOut);
+                return Err(Stop::TimedOut(Some(summaries(plan.plan(), &result))));
             }
             return Err(Stop::Error(SoarError::Cancelled));
         }
