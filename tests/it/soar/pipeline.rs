@@ -502,14 +502,19 @@ async fn the_overall_deadline_gives_a_timed_out_envelope() {
         ScriptedLlm::new()
             .on(
                 "soar.decompose",
-                Reply::json(plan(vec![sg("Explain check_token and refresh_token", "code-analyzer", true, &[])])),
+                Reply::json(plan(vec![
+                    sg("Explain check_token and refresh_token", "code-analyzer", true, &[]),
+                    sg("Scan check_token", "security-scanner", false, &[]),
+                ])),
             )
             .on("soar.verify.self", Reply::json(review(0.9)))
-            .on("agent.code-analyzer", Reply::hang()),
+            .on("agent.code-analyzer", Reply::hang())
+            .on("agent.security-scanner", Reply::json(agent("SCANNED: no issue", &[]))),
     );
     let r = f.ask_at(&s, AUTH_Q, Complexity::Medium).await;
     assert_eq!(r.outcome, Outcome::TimedOut);
     assert!(r.answer.contains("ran out of time"));
+    assert!(r.answer.contains("not synthesised") && r.answer.contains("SCANNED: no issue"), "{}", r.answer);
     assert_eq!(f.count("SELECT count(*) FROM conversations WHERE outcome = 'timed_out'"), 1);
 }
 
