@@ -13,6 +13,12 @@ fuzz_target!(|data: &[u8]| {
     for c in &file.chunks {
         assert!(c.bytes.start <= c.bytes.end && c.bytes.end <= text.len(), "{:?}", c.bytes);
         assert!(c.start_line <= c.def_line && c.def_line <= c.end_line, "{c:?}");
-        assert_eq!(c.content, &text[c.bytes.clone()]);
+        // Content never invents text: nested definitions become `...` (class skeletons, functions
+        // with inner defs, error recovery), every other line is a line of the chunk's range.
+        let region = &text[c.bytes.clone()];
+        for line in c.content.lines() {
+            let t = line.trim();
+            assert!(t.is_empty() || t.contains("...") || region.contains(t), "{t:?} not in {region:?}");
+        }
     }
 });

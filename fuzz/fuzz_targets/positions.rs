@@ -22,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
             o -= 1;
         }
         let back = index.position(&text, o, enc);
-        assert_eq!(index.offset(&text, back, enc), o, "{enc:?}: {o} → {back:?}");
+        // No position addresses the point between `\r` and `\n`: it maps to the line's end.
+        let bytes = text.as_bytes();
+        let expected = if o > 0 && bytes[o - 1] == b'\r' && bytes.get(o) == Some(&b'\n') { o - 1 } else { o };
+        assert_eq!(index.offset(&text, back, enc), expected, "{enc:?}: {o} → {back:?}");
     }
 });
