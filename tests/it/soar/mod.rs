@@ -2,6 +2,7 @@
 //! real OpenAI-compatible client against a fake server, and the classifier corpus.
 
 mod assess_corpus;
+mod config_keys;
 mod golden;
 mod harness;
 mod pipeline;
