@@ -105,19 +105,15 @@ class Server:
     def notify(self, method, params):
         self._write({"jsonrpc": "2.0", "method": method, "params": params})
 
-    def initialize(self):
+    def initialize(self, capabilities=None, name="bench"):
+        """`initialize` with utf-16 and work-done progress, plus any further client `capabilities`."""
         uri = "file://" + self.root
+        caps = {"general": {"positionEncodings": ["utf-16"]}, "window": {"workDoneProgress": True}}
+        caps.update(capabilities or {})
         self.request(
             "initialize",
-            {
-                "processId": os.getpid(),
-                "rootUri": None,
-                "capabilities": {
-                    "general": {"positionEncodings": ["utf-16"]},
-                    "window": {"workDoneProgress": True},
-                },
-                "workspaceFolders": [{"uri": uri, "name": "bench"}],
-            },
+            {"processId": os.getpid(), "rootUri": None, "capabilities": caps,
+             "workspaceFolders": [{"uri": uri, "name": name}]},
         )
         self.notify("initialized", {})
 

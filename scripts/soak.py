@@ -54,24 +54,6 @@ class Server(bench_lsp.Server):
         super().__init__(binary, root, log)
         self.responses = CountingDict()
 
-    def initialize(self):
-        uri = "file://" + self.root
-        self.request(
-            "initialize",
-            {
-                "processId": os.getpid(),
-                "rootUri": None,
-                "capabilities": {
-                    "general": {"positionEncodings": ["utf-16"]},
-                    "window": {"workDoneProgress": True},
-                    "workspace": {"workspaceEdit": {"documentChanges": True}},
-                    "textDocument": {"synchronization": {"didSave": True}},
-                },
-                "workspaceFolders": [{"uri": uri, "name": "soak"}],
-            },
-        )
-        self.notify("initialized", {})
-
 
 def module(word, n):
     out = [f'"""The {word} module {n}."""', "import os", ""]
@@ -152,7 +134,8 @@ def main():
     server = Server(args.bin, root, log)
     failures = []
     try:
-        server.initialize()
+        server.initialize({"workspace": {"workspaceEdit": {"documentChanges": True}},
+                           "textDocument": {"synchronization": {"didSave": True}}}, name="soak")
         server.indexing_ended(block=True)
         start_rss = rss_kb(server.proc.pid)
         start_chunks = len(chunks(os.path.join(root, ".aurora", "memory.db")))

@@ -51,13 +51,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, db: Option<&Path>) -> anyhow::Result<()> {
-    let start = match &args.root {
-        Some(r) => super::existing(r)?,
-        None => std::env::current_dir().context("reading the current folder")?,
-    };
-    let root = super::find_root(&start);
-    let config = super::load_config(&root)?;
-    let store = super::store_path(&root, db);
+    let (root, config, store) = super::workspace(args.root.as_deref(), db)?;
     if !store.db.exists() {
         bail!("no index at {}; run `aurora index` first", store.db.display());
     }

@@ -17,13 +17,7 @@ pub struct Args {
 
 /// Prints one line per check; fails (exit 1) when the provider is configured but does not answer.
 pub fn run(args: Args, db: Option<&Path>) -> anyhow::Result<()> {
-    let start = match &args.root {
-        Some(r) => super::existing(r)?,
-        None => std::env::current_dir().context("reading the current folder")?,
-    };
-    let root = super::find_root(&start);
-    let config = super::load_config(&root)?;
-    let store = super::store_path(&root, db);
+    let (_, config, store) = super::workspace(args.root.as_deref(), db)?;
     match crate::store::open_reader(&store).and_then(|c| crate::store::read::counts(&c)) {
         Ok(c) => output::line(&format!("store   ok: {} ({} files, {} chunks)", store.db.display(), c.files, c.chunks)),
         Err(e) => output::line(&format!("store   {e}")),

@@ -101,6 +101,19 @@ fn load_config(root: &Path) -> anyhow::Result<Config> {
     Ok(loaded.config)
 }
 
+/// The workspace a command works on: `--root` or the current folder's root, its configuration
+/// (problems shown as warnings) and its store (or `--db`).
+fn workspace(root: Option<&Path>, db: Option<&Path>) -> anyhow::Result<(PathBuf, Config, StorePath)> {
+    let start = match root {
+        Some(r) => existing(r)?,
+        None => std::env::current_dir().context("reading the current folder")?,
+    };
+    let root = find_root(&start);
+    let config = load_config(&root)?;
+    let store = store_path(&root, db);
+    Ok((root, config, store))
+}
+
 fn store_path(root: &Path, db: Option<&Path>) -> StorePath {
     match db {
         Some(db) => StorePath { db: db.to_path_buf() },

@@ -78,13 +78,7 @@ struct JsonResult<'a> {
 }
 
 pub fn run(args: Args, db: Option<&Path>) -> anyhow::Result<()> {
-    let start = match &args.root {
-        Some(r) => super::existing(r)?,
-        None => std::env::current_dir().context("reading the current folder")?,
-    };
-    let root = super::find_root(&start);
-    let config = super::load_config(&root)?;
-    let store = super::store_path(&root, db);
+    let (_, config, store) = super::workspace(args.root.as_deref(), db)?;
     let conn = crate::store::open_reader(&store)?;
     let mut retriever = Retriever::new(conn, &config.memory);
     let editor = args.context.as_deref().map(parse_context).transpose()?;

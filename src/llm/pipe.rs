@@ -93,7 +93,7 @@ impl Pipe {
             let _ = stdin.write_all(prompt.as_bytes()).await;
             let _ = stdin.shutdown().await;
         });
-        Ok((child, stdout, tokio::spawn(stderr_tail(stderr))))
+        Ok((child, stdout, tokio::spawn(stderr_tail(stderr, STDERR_TAIL_BYTES))))
     }
 
     fn start(&self, req: &LlmRequest, cancel: &CancellationToken) -> Result<TextStream, LlmError> {
@@ -133,17 +133,20 @@ impl Pipe {
     }
 }
 
-/// Reads stderr to its end, keeping only the last [`STDERR_TAIL_BYTES`].
-async fn stderr_tail(mut stderr: ChildStderr) -> String {
+/// Reads a child's stderr to its end, keeping only its last `limit` bytes, cut at a character
+/// boundary (also used for SOAR's external agents).
+pub(crate) async fn stderr_tail(mut stderr: ChildStderr, limit: usize) -> String {
     let mut tail = Vec::new();
     let mut buf = [0u8; 8192];
     while let Ok(n @ 1..) = stderr.read(&mut buf).await {
         tail.extend_from_slice(&buf[..n]);
-        if tail.len() > 2 * STDERR_TAIL_BYTES {
-            tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+        if tail.len() > 2 * limit {
+            tail.drain(..tail.len() - limit);
         }
     }
-    let start = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+    let cut = tail.len().saturating_sub(limit);
+    // Skip the continuation bytes of a character cut in half (at most three).
+    let start = (cut..tail.len().min(cut + 3)).find(|&i| tail[i] & 0xC0 != 0x80).unwrap_or(tail.len().min(cut + 3));
     String::from_utf8_lossy(&tail[start..]).trim().to_owned()
 }
 

@@ -69,6 +69,18 @@ struct State {
     redacted: u32,
 }
 
+impl State {
+    /// Counts one call's usage in the run's total and its phase's.
+    fn add(&mut self, phase: PhaseKey, u: &Usage) {
+        self.usage.add(u);
+        let p = self.by_phase.entry(phase).or_default();
+        p.calls += u.calls;
+        p.input_tokens += u.input_tokens;
+        p.output_tokens += u.output_tokens;
+        p.cost_usd += u.cost_usd;
+    }
+}
+
 /// What one call is.
 pub struct CallSpec {
     pub phase: PhaseKey,
@@ -211,13 +223,7 @@ impl Calls {
             st.budget_warning = Some(text.clone());
             let _ = self.events.send(SoarEvent::BudgetWarning { message: text });
         }
-        let u = Usage::of_call(&usage);
-        st.usage.add(&u);
-        let p = st.by_phase.entry(phase).or_default();
-        p.calls += 1;
-        p.input_tokens += u.input_tokens;
-        p.output_tokens += u.output_tokens;
-        p.cost_usd += u.cost_usd;
+        st.add(phase, &Usage::of_call(&usage));
         st.prompt_versions.insert(prompt_key(req.role.as_str()), req.prompt_version);
         if !model.is_empty() {
             st.models.insert(req.role.to_string(), model.clone());
@@ -350,12 +356,7 @@ impl Calls {
             price_known: false,
             calls: 1,
         };
-        st.usage.add(&u);
-        let p = st.by_phase.entry(phase).or_default();
-        p.calls += 1;
-        p.input_tokens += u.input_tokens;
-        p.output_tokens += u.output_tokens;
-        p.cost_usd += cost_usd;
+        st.add(phase, &u);
         st.log.push(CallLog {
             phase,
             role: format!("agent.{agent_id}"),

@@ -8,7 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::process::{ChildStdout, Command};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +114,7 @@ pub async fn run(spec: ExternalRun, cancel: &CancellationToken) -> ExternalOutco
         let _ = stdin.shutdown().await;
     });
     group.tasks.push(writer.abort_handle());
-    let stderr = tokio::spawn(stderr_tail(stderr));
+    let stderr = tokio::spawn(crate::llm::pipe::stderr_tail(stderr, STDERR_TAIL_BYTES));
     group.tasks.push(stderr.abort_handle());
 
     let finished = {
@@ -196,22 +196,6 @@ async fn read_limited(mut stdout: ChildStdout, max_bytes: u64) -> Result<Vec<u8>
         }
         out.extend_from_slice(&buf[..n]);
     }
-}
-
-/// Reads stderr to its end, keeping only the last [`STDERR_TAIL_BYTES`], cut at a character boundary.
-async fn stderr_tail(mut stderr: ChildStderr) -> String {
-    let mut tail = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n @ 1..) = stderr.read(&mut buf).await {
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > 2 * STDERR_TAIL_BYTES {
-            tail.drain(..tail.len() - STDERR_TAIL_BYTES);
-        }
-    }
-    let cut = tail.len().saturating_sub(STDERR_TAIL_BYTES);
-    // Skip the continuation bytes of a character cut in half (at most three).
-    let start = (cut..tail.len().min(cut + 3)).find(|&i| tail[i] & 0xC0 != 0x80).unwrap_or(tail.len().min(cut + 3));
-    String::from_utf8_lossy(&tail[start..]).trim().to_owned()
 }
 
 /// The program's process group and the tasks feeding and draining its pipes. Dropping it kills the

@@ -229,9 +229,8 @@ impl Pipeline {
                     SoarError::InvalidRequest(_) => "invalid_request",
                 };
                 let level = req.complexity_override.unwrap_or(Complexity::Simple);
-                let parts = Parts::new(Outcome::Failed, level, String::new());
-                let envelope = respond::respond(&run, parts).await;
-                let _ = respond::write_log(&run, &envelope, outcome).await;
+                let parts = Parts { log_outcome: Some(outcome), ..Parts::new(Outcome::Failed, level, String::new()) };
+                respond::respond(&run, parts).await;
                 Err(e)
             }
             Err(Stop::TimedOut(_)) => unreachable!("time-outs become envelopes inside run_phases"),
@@ -1104,13 +1103,4 @@ fn history_text(turns: &[(String, String)]) -> String {
         out.push_str(&format!("Q: {q}\nA: {a}\n\n"));
     }
     out
-}
-
-/// The label of a code action, for front-ends.
-pub fn directed_label(task: &DirectedTask) -> &'static str {
-    match task.kind {
-        crate::soar::types::DirectedKind::Refactor => "Refactor",
-        crate::soar::types::DirectedKind::Document => "Add docstring",
-        crate::soar::types::DirectedKind::Tests => "Write tests",
-    }
 }

@@ -35,6 +35,9 @@ pub struct Parts {
     pub citation_stats: CitationStats,
     pub edit_stats: EditStats,
     pub index: IndexFreshness,
+    /// The conversation row's outcome when the run stopped without an envelope of its own
+    /// (`cancelled`, `budget_exceeded`); `None`: the outcome's own name.
+    pub log_outcome: Option<&'static str>,
 }
 
 impl Parts {
@@ -57,6 +60,7 @@ impl Parts {
             citation_stats: CitationStats::default(),
             edit_stats: EditStats::default(),
             index: IndexFreshness::default(),
+            log_outcome: None,
         }
     }
 }
@@ -78,6 +82,7 @@ fn budget_state(run: &Run) -> Option<BudgetState> {
 /// Builds the envelope, records phase 9, and writes the conversation row.
 pub async fn respond(run: &Run, parts: Parts) -> SoarResponse {
     let started = std::time::Instant::now();
+    let log_outcome = parts.log_outcome.unwrap_or(parts.outcome.as_str());
     let usage = run.calls.usage();
     let mut phases = run.phases();
     for key in PhaseKey::ALL {
@@ -134,7 +139,7 @@ pub async fn respond(run: &Run, parts: Parts) -> SoarResponse {
         );
     }
     response.metadata.warnings = run.warnings();
-    if let Some(w) = write_log(run, &response, response.outcome.as_str()).await {
+    if let Some(w) = write_log(run, &response, log_outcome).await {
         run.warn("conversationLog", w);
         response.metadata.warnings = run.warnings();
     }
@@ -152,7 +157,7 @@ pub async fn respond(run: &Run, parts: Parts) -> SoarResponse {
 }
 
 /// Writes the conversation row of a finished or stopped run; a failure is returned as a warning.
-pub async fn write_log(run: &Run, envelope: &SoarResponse, outcome: &str) -> Option<String> {
+async fn write_log(run: &Run, envelope: &SoarResponse, outcome: &str) -> Option<String> {
     let cfg = &run.config.soar.conversation_log;
     if !cfg.enabled {
         return None;

@@ -257,12 +257,13 @@ pub async fn synthesize(
     let sources = source_chunks(run, pinned, collect);
     run.shown.add(&sources);
     let had_sources = !sources.is_empty();
+    let results = agent_results(plan, collect);
     let base = format!(
         "{}User question: {}\n\nPlan goal: {}\n\n{}\nSource code of the cited chunks:\n{}\n{}\n",
         run.history,
         run.query,
         plan.goal,
-        agent_results(plan, collect),
+        results,
         prompts::render_context(&sources, sources.len(), cfg.context.max_chunk_lines),
         CITATION_RULES
     );
@@ -319,8 +320,7 @@ pub async fn synthesize(
             }
             quality_warning = Some("no valid citations".to_owned());
         }
-        let review =
-            review(run, &reply.answer, &checked, plan, collect, &sources, attempt).await.map_err(stop_or_fail)?;
+        let review = review(run, &reply.answer, &checked, &results, &sources, attempt).await.map_err(stop_or_fail)?;
         if review.overall + 1e-9 < cfg.synthesis.pass_threshold {
             if !last {
                 feedback = feedback_text(&reply.answer, Some(&review), cfg.synthesis.pass_threshold, None);
@@ -399,12 +399,13 @@ fn resolved_answer(answer: &str, checked: &[Checked]) -> String {
     text
 }
 
+/// The synthesis review; `results` are the agents' results as shown to the writer ("" on the SIMPLE
+/// path, which has none).
 async fn review(
     run: &Run,
     answer: &str,
     checked: &[Checked],
-    plan: &Plan,
-    collect: &CollectResult,
+    results: &str,
     sources: &[ContextChunk],
     attempt: u8,
 ) -> Result<AnswerReview, LlmError> {
@@ -422,7 +423,7 @@ async fn review(
         "User question: {}\n\nAnswer to review:\n{}\n\n{}\nSource code of the cited chunks:\n{}",
         run.query,
         resolved_answer(answer, checked),
-        agent_results(plan, collect),
+        results,
         prompts::render_context(&cited, cited.len(), cfg.context.max_chunk_lines)
     );
     let spec = CallSpec {
@@ -466,26 +467,8 @@ pub async fn simple_answer(run: &Run, chunks: &[ContextChunk]) -> Result<Synthes
             .map_err(|e| LlmError::UsageLog(e.to_string()))?;
     let had_sources = !chunks.is_empty();
     let factor = citations::citation_factor(&stats, had_sources);
-    let review = if cfg.simple.verify {
-        let empty = CollectResult {
-            outputs: vec![],
-            waves: vec![],
-            stats: Default::default(),
-            critical_failure: None,
-            completion_order: vec![],
-        };
-        let plan = Plan {
-            goal: run.query.clone(),
-            subgoals: vec![],
-            expected_tools: vec![],
-            waves: vec![],
-            attempt: 1,
-            source: crate::soar::types::PlanSource::Directed,
-        };
-        Some(review(run, &reply.answer, &checked, &plan, &empty, chunks, 1).await?)
-    } else {
-        None
-    };
+    let review =
+        if cfg.simple.verify { Some(review(run, &reply.answer, &checked, "", chunks, 1).await?) } else { None };
     let quality_warning = (had_sources && checked.is_empty()).then(|| "no valid citations".to_owned());
     let (answer, cites) = citations::renumber(&reply.answer, checked, cfg.citations.max as usize, &mut stats);
     let confidence = review.as_ref().map_or(0.7, |r| r.overall) * factor;

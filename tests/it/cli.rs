@@ -260,25 +260,8 @@ async fn ask_answers_with_citations_through_an_openai_compatible_server() {
         server.url
     );
     let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join("aurora")).unwrap();
-    std::fs::write(home.path().join("aurora/config.toml"), config).unwrap();
-    let root = ws.root();
-    let (ok, out, err) = tokio::task::spawn_blocking(move || {
-        let out = Command::new(aurora_bin())
-            .args(["ask", "where is load_config"])
-            .current_dir(&root)
-            .env("XDG_CONFIG_HOME", home.path())
-            .env("AURORA_TEST_LLM_KEY", crate::llm::KEY)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap();
+    // The fake server runs on this runtime: the blocking child process must not stall it.
+    let (ok, out, err) = tokio::task::block_in_place(|| ask(&ws, home.path(), &config, &["where is load_config"]));
     assert!(ok, "{err}");
     assert_eq!(out, "Settings are read by `load_config` [1].\n\nCitations:\n  [1] pkg/config.py:1-3  load_config\n");
     assert!(!err.contains(crate::llm::KEY));
